@@ -306,7 +306,6 @@ def _paint_gutters(
 ) -> None:
     """Fill the bands between neighbouring slots (never the outer padding)."""
     draw = ImageDraw.Draw(canvas)
-    g = plan.gutter
     slots = plan.slots
     x0, x1 = min(b.x for b in slots), max(b.x1 for b in slots)
     rows: dict[int, list[geometry.Box]] = {}
@@ -346,16 +345,16 @@ def _draw_labels(canvas: Image.Image, cells: Sequence[Cell], texts: Sequence[str
             continue  # too small to carry a legible label
         pad = max(1, limit // 8)
         font = _font(max(4, limit - 2 * pad))
-        l, t, r, b = draw.textbbox((0, 0), text, font=font)
-        tw, th = r - l, b - t
+        left, t, r, b = draw.textbbox((0, 0), text, font=font)
+        tw, th = r - left, b - t
         if th + 2 * pad > limit:  # some fonts report taller boxes than their size
             font = _font(max(4, int((limit - 2 * pad) * (limit - 2 * pad) / max(th, 1))))
-            l, t, r, b = draw.textbbox((0, 0), text, font=font)
-            tw, th = r - l, b - t
+            left, t, r, b = draw.textbbox((0, 0), text, font=font)
+            tw, th = r - left, b - t
         tw = min(tw, c.w - 2 * pad)
         x, y = c.x + pad, c.y + pad
         draw.rectangle((x, y, x + tw + 2 * pad - 1, y + th + 2 * pad - 1), fill=(20, 20, 20))
-        draw.text((x + pad - l, y + pad - t), text, fill=(255, 255, 255), font=font)
+        draw.text((x + pad - left, y + pad - t), text, fill=(255, 255, 255), font=font)
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

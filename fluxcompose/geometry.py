@@ -341,7 +341,6 @@ def plan_layout(
         raise ValueError(f"unknown layout {layout!r}; choose one of {', '.join(LAYOUTS)}")
 
     aspects = [w / h for w, h in sizes]
-    n = len(sizes)
     unit_w, unit_h, rows, cols, _ = _natural(layout, aspects)
     gaps_x = gutter * (cols - 1)
     gaps_y = gutter * (rows - 1)

@@ -6,6 +6,7 @@ Errors become one line on stderr and an exit code (2 for bad usage or input,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -108,9 +109,7 @@ def _register_optional() -> None:
     cli.add_command(compare_cmd.compare)
 
 
-try:
+with contextlib.suppress(ImportError):  # during development, before every module exists
     _register_optional()
-except ImportError:  # pragma: no cover - during development only
-    pass
 
 main = cli
