@@ -98,18 +98,20 @@ cli.add_command(size_cmd)
 cli.add_command(compose_cmd)
 
 
-def _register_optional() -> None:
-    """Commands from modules that may not be importable in a partial install."""
-    from . import batch_cmd, compare_cmd, recipes_cmd, run_cmds
+def _register_commands() -> None:
+    import importlib
 
-    cli.add_command(run_cmds.run_cmd)
-    cli.add_command(run_cmds.cost_cmd)
-    cli.add_command(recipes_cmd.recipes)
-    cli.add_command(batch_cmd.batch)
-    cli.add_command(compare_cmd.compare)
+    for module, attr in (
+        ("run_cmds", "run_cmd"),
+        ("batch_cmd", "batch"),
+        ("compare_cmd", "compare"),
+        ("recipes_cmd", "recipes"),
+        ("run_cmds", "cost_cmd"),
+    ):
+        with contextlib.suppress(ImportError):  # during development, before every module exists
+            cli.add_command(getattr(importlib.import_module(f"{__name__}.{module}"), attr))
 
 
-with contextlib.suppress(ImportError):  # during development, before every module exists
-    _register_optional()
+_register_commands()
 
 main = cli

@@ -36,7 +36,7 @@ from ._common import RatioType, print_json
 def size_cmd(
     ratio: geometry.Ratio, megapixels: float, multiple: int, bucket: bool, as_json: bool
 ) -> None:
-    """Print the WIDTHxHEIGHT for RATIO (e.g. 16:9) at about one megapixel.
+    """Print WIDTHxHEIGHT for RATIO (like 16:9) at about one megapixel.
 
     \b
     Examples:

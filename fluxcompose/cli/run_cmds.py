@@ -1,0 +1,183 @@
+"""``fluxcompose run`` (one job) and ``fluxcompose cost``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .. import pricing
+from ..backends import BACKENDS
+from ..backends.base import MODELS
+from ..errors import ChecksFailed
+from ._common import (
+    announce,
+    backend_options,
+    build_request_options,
+    choose_backend,
+    load_recipe_arg,
+    notice,
+    parse_variables,
+    print_json,
+    request_options,
+)
+
+
+@click.command("run")
+@click.argument("images", nargs=-1)
+@click.option("--recipe", "-r", default=None, metavar="NAME|PATH",
+              help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.")
+@click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("fluxcompose-out"), show_default=True, help="Where to write the outputs.")
+@backend_options
+@request_options
+@click.option("--layout", type=click.Choice(["auto", "horizontal", "vertical", "grid"]), default=None,
+              help="Canvas layout (default: the recipe's).")
+@click.option("--gutter", type=click.IntRange(min=0), default=None, help="Pixels between cells.")
+@click.option("--megapixels", type=float, default=None, help="Canvas budget (default 1.0).")
+@click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
+@click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the sidecar (or, with --dry-run, the request) as JSON.")
+def run_cmd(
+    images: tuple[str, ...],
+    recipe: str | None,
+    outdir: Path,
+    backend: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    transport: str,
+    model: str | None,
+    seed: int | None,
+    aspect_ratio: str | None,
+    safety_tolerance: int | None,
+    output_format: str | None,
+    prompt_upsampling: bool | None,
+    prompt: str | None,
+    variables: tuple[str, ...],
+    no_compare: bool,
+    layout: str | None,
+    gutter: int | None,
+    megapixels: float | None,
+    strict: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> None:
+    """Run one edit: compose IMAGES, send the canvas with the recipe's prompt,
+    download the result at once, compare it with its sources and write
+    OUTDIR/<job>.<ext>, <job>.canvas.png, <job>.sheet.png and <job>.json.
+
+    \b
+    Examples:
+      fluxcompose run samples/pattern.png samples/model.jpg --recipe pattern-transfer
+      fluxcompose run a.png b.jpg -r pattern-transfer --var placement="upper left" --seed 42
+      fluxcompose run photo.jpg --prompt "make it a watercolour painting"
+      fluxcompose run --prompt "a red fox in snow" --aspect-ratio 16:9 --output-format jpeg
+      fluxcompose run a.png b.jpg -r style-fusion --dry-run
+    """
+    from ..run import ComposeOptions, JobSpec, prepare_job, run_job
+
+    recipe_obj = load_recipe_arg(recipe)
+    spec = JobSpec(
+        recipe=recipe_obj,
+        sources=tuple(images),
+        prompt=prompt,
+        variables=parse_variables(variables),
+        request=build_request_options(
+            model=model,
+            seed=seed,
+            aspect_ratio=aspect_ratio,
+            safety_tolerance=safety_tolerance,
+            output_format=output_format,
+            prompt_upsampling=prompt_upsampling,
+        ),
+        compose=ComposeOptions(layout=layout, gutter=gutter, megapixels=megapixels),
+    )
+    if dry_run:
+        from ..backends import resolve_backend_name
+
+        name = resolve_backend_name(backend)
+        prepared = prepare_job(spec, backend_name=name)
+        described = prepared.describe()
+        notice(f"dry run: nothing sent (backend {name}, model {prepared.request.model}, "
+               f"estimated cost ${prepared.price_usd:.3f})")
+        if as_json:
+            print_json(described)
+        else:
+            _print_dry_run(described)
+        return
+
+    backend_obj = choose_backend(backend, api_key, base_url, transport)
+    from ..run import DEFAULT_MODEL
+
+    chosen_model = model or (recipe_obj.request.get("model") if recipe_obj else None) or DEFAULT_MODEL
+    announce(backend_obj, chosen_model, 1, pricing.price_per_call(backend_obj.name, chosen_model))
+    if outdir.exists() and not outdir.is_dir():
+        from ..errors import InputError
+
+        raise InputError(f"{outdir}: exists and is not a folder")
+
+    def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+        notice(f"attempt {attempt} failed ({exc}); retrying in {delay:.1f}s")
+
+    outcome = run_job(spec, backend_obj, outdir, compare=not no_compare, on_retry=on_retry)
+    if as_json:
+        print_json(outcome.sidecar)
+    notice(f"wrote {outcome.output_path}")
+    if outcome.sheet_path:
+        notice(f"comparison sheet: {outcome.sheet_path}")
+    notice(f"sidecar: {outcome.sidecar_path}")
+    if outcome.checks_passed is False:
+        failed = [k for k, v in (outcome.metrics or {}).get("checks", {}).items() if not v.get("pass")]
+        message = f"recipe checks failed: {', '.join(failed)}"
+        if strict:
+            raise ChecksFailed(message, job_id=outcome.job_id)
+        notice(f"warning: {message} (see {outcome.sidecar_path.name})")
+    elif outcome.checks_passed:
+        notice("recipe checks passed")
+
+
+def _print_dry_run(described: dict[str, Any]) -> None:
+    req = described["request"]
+    rows: list[tuple[str, Any]] = [
+        ("job", described["job_id"]),
+        ("backend", described["backend"]),
+        ("recipe", described["recipe"] or "-"),
+    ]
+    rows += [(k, req[k]) for k in ("model", "aspect_ratio", "seed", "safety_tolerance", "output_format",
+                                   "prompt_upsampling")]
+    rows.append(("input_image", req["input_image"] or "(none: text-to-image)"))
+    canvas = described.get("canvas")
+    if canvas:
+        rows.append(("canvas", f"{canvas['width']}x{canvas['height']} ({canvas['layout']})"))
+    rows.append(("estimated cost", f"${described['estimated_usd']:.3f}"))
+    rows.append(("prompt", req["prompt"]))
+    for key, value in rows:
+        click.echo(f"{key + ':':<19}{value}")
+
+
+@click.command("cost")
+@click.argument("calls", type=click.IntRange(min=0))
+@click.option("--model", type=click.Choice(list(MODELS)), default="flux-kontext-pro", show_default=True)
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
+              help="Default: the one that would be used (by which key is set).")
+@click.option("--json", "as_json", is_flag=True)
+def cost_cmd(calls: int, model: str, backend: str | None, as_json: bool) -> None:
+    """Estimate the price of CALLS generations, APIYI and official side by side.
+
+    \b
+    Examples:
+      fluxcompose cost 1000 --model flux-kontext-pro --backend openai
+      fluxcompose cost 50 --model flux-kontext-max --json
+    """
+    from ..backends import resolve_backend_name
+
+    name = resolve_backend_name(backend)
+    est = pricing.estimate(calls, model, name)
+    if as_json:
+        print_json(est)
+        return
+    click.echo(f"{calls} x {model} on {name}: ${est['usd']:.2f} (${est['usd_per_call']:.3f} per call)")
+    click.echo(f"  APIYI (openai backend):  ${est['apiyi_usd']:.2f}")
+    click.echo(f"  official (bfl backend):  ${est['official_usd']:.2f}")
+    click.echo(f"  APIYI saves ${est['saving_usd']:.2f} ({est['saving_percent']:.1f}%)")

@@ -1,0 +1,719 @@
+"""One job, end to end: compose -> request -> download -> compare -> write.
+
+The pipeline is split at its I/O seams so that ``batch`` runs the very same
+steps on different threads:
+
+* :func:`prepare_job` - CPU: read and compose the sources, render the prompt,
+  build the request, work out the job id and price. Sends nothing.
+* :func:`generate_with_retries` - network: one paid generation, retried only
+  where that is safe.
+* :func:`save_result` - network: download the result at once (links expire).
+* :func:`finish_job` - CPU: canvas, compare, sheet and the provenance sidecar.
+
+:func:`run_job` chains them for ``fluxcompose run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import geometry, pricing
+from .backends import validate_model
+from .backends.base import Backend, GenerationRequest, GenerationResult, OnSubmitted
+from .compose import Composite, compose
+from .download import download_result, write_result_bytes
+from .errors import (
+    ConfigError,
+    GenerationError,
+    InputError,
+    RateLimited,
+    RetryableError,
+    TransientError,
+)
+from .images import SourceImage, encode_image, open_source, write_bytes_atomic
+from .recipes import Recipe
+
+__all__ = [
+    "ComposeOptions",
+    "JobOutcome",
+    "JobSpec",
+    "PreparedJob",
+    "RequestOptions",
+    "finish_job",
+    "generate_once",
+    "generate_with_retries",
+    "prepare_job",
+    "resolve_aspect_ratio",
+    "run_job",
+    "save_result",
+]
+
+DEFAULT_MODEL = "flux-kontext-pro"
+DEFAULT_SAFETY = 2
+DEFAULT_FORMAT = "png"
+OUTPUT_FORMATS = ("png", "jpeg")
+RETRY_AFTER_DEFAULT = 5.0  # seconds to wait on a 429 that names no Retry-After
+RETRY_AFTER_MAX = 120.0
+BACKOFF_BASE = 1.0  # seconds; doubled per attempt, with full jitter
+BACKOFF_MAX = 30.0
+DOWNLOAD_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Overrides for the backend request; ``None`` means the recipe's default."""
+
+    model: str | None = None
+    seed: int | None = None
+    aspect_ratio: str | None = None  # "W:H" | "canvas" | "match:NAME"
+    safety_tolerance: int | None = None
+    output_format: str | None = None  # "png" | "jpeg"
+    prompt_upsampling: bool | None = None
+
+
+@dataclass(frozen=True)
+class ComposeOptions:
+    """Overrides for the composition engine; ``None`` means the recipe's default."""
+
+    layout: str | None = None
+    gutter: int | None = None
+    gutter_color: str | None = None
+    background: str | None = None
+    labels: bool | None = None
+    outline: bool | None = None
+    megapixels: float | None = None
+    upscale: bool | None = None
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything that defines a job, before any I/O."""
+
+    recipe: Recipe | None
+    sources: tuple[str, ...] = ()
+    prompt: str | None = None
+    variables: Mapping[str, str] = field(default_factory=dict)
+    request: RequestOptions = field(default_factory=RequestOptions)
+    compose: ComposeOptions = field(default_factory=ComposeOptions)
+    job_id: str | None = None
+
+
+@dataclass
+class PreparedJob:
+    """A job with its CPU work done and nothing sent yet."""
+
+    job_id: str
+    spec: JobSpec
+    composite: Composite | None
+    canvas_bytes: bytes | None
+    request: GenerationRequest
+    price_usd: float
+    backend_name: str
+    sources: list[dict[str, Any]]
+    aspect_ratio_rule: str
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def recipe_name(self) -> str | None:
+        return self.spec.recipe.name if self.spec.recipe else None
+
+    def describe(self) -> dict[str, Any]:
+        """What would be sent, with the image elided (``--dry-run``)."""
+        return {
+            "job_id": self.job_id,
+            "backend": self.backend_name,
+            "recipe": self.recipe_name,
+            "request": self.request.describe(),
+            "aspect_ratio_rule": self.aspect_ratio_rule,
+            "canvas": self.composite.to_dict() if self.composite else None,
+            "sources": self.sources,
+            "estimated_usd": self.price_usd,
+        }
+
+
+@dataclass
+class JobOutcome:
+    """What a finished job wrote."""
+
+    job_id: str
+    output_path: Path
+    canvas_path: Path | None
+    sidecar_path: Path
+    sheet_path: Path | None
+    sidecar: dict[str, Any]
+    metrics: dict[str, Any] | None
+    checks_passed: bool | None
+    cost_usd: float
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any) -> Any:
+    if option is not None:
+        return option
+    if recipe is not None:
+        value = getattr(recipe, table).get(key)
+        if value is not None:
+            return value
+    return default
+
+
+def resolve_aspect_ratio(
+    rule: str,
+    *,
+    composite: Composite | None,
+    source_sizes: Mapping[str, tuple[int, int]],
+) -> str:
+    """The ``W:H`` to send for ``rule`` (``W:H``, ``canvas`` or ``match:NAME``), clamped into 3:7..7:3.
+
+    ``source_sizes`` maps source names (and 1-based positions as strings) to
+    their upright sizes in pixels.
+    """
+    rule = rule.strip()
+    if rule == "canvas":
+        if composite is None:
+            raise ConfigError("aspect ratio 'canvas' needs input images; give a ratio like 16:9")
+        return composite.aspect_ratio
+    if rule.startswith("match:"):
+        name = rule[len("match:") :]
+        if name not in source_sizes:
+            known = ", ".join(k for k in source_sizes if not k.isdigit()) or "none"
+            raise ConfigError(f"aspect ratio {rule!r}: no source named {name!r} (sources: {known})")
+        w, h = source_sizes[name]
+        return _ratio_text(w / h, w, h)
+    return str(geometry.parse_ratio(rule))
+
+
+def _ratio_text(aspect: float, w: int, h: int) -> str:
+    """A short ``W:H`` for a pixel size: exact when small (4:3), else close (within ~1 %)."""
+    clamped = geometry.clamp_aspect(aspect)
+    if clamped == aspect:
+        exact = geometry.ratio_string(w, h)
+        a, b = (int(x) for x in exact.split(":"))
+        if max(a, b) <= 64:
+            return exact
+    return geometry.simple_ratio_string(clamped)
+
+
+def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
+    validate_model(model)
+    if isinstance(safety, bool) or not isinstance(safety, int) or not 0 <= safety <= 6:
+        raise ConfigError(f"safety tolerance must be a whole number from 0 to 6, got {safety!r}")
+    if fmt not in OUTPUT_FORMATS:
+        raise ConfigError(f"output format must be png or jpeg, got {fmt!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+        raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+
+
+def _source_names(recipe: Recipe | None, n: int) -> list[str]:
+    if recipe is not None and len(recipe.sources) == n:
+        return list(recipe.sources)
+    return [f"image{i + 1}" for i in range(n)]
+
+
+def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
+    """Compose the sources, render the prompt and build the request. Sends nothing.
+
+    Raises :class:`InputError` subclasses for bad images, recipes or options.
+    """
+    t0 = time.perf_counter()
+    recipe = spec.recipe
+    n = len(spec.sources)
+    if recipe is None and spec.prompt is None:
+        raise ConfigError("give a --recipe or a --prompt")
+    if recipe is not None and n and len(recipe.sources) != n:
+        raise InputError(
+            f"recipe {recipe.name!r} takes {len(recipe.sources)} image(s) "
+            f"({', '.join(recipe.sources)}), got {n}"
+        )
+    if recipe is not None and n == 0 and spec.prompt is None:
+        raise InputError(
+            f"recipe {recipe.name!r} needs {len(recipe.sources)} image(s) ({', '.join(recipe.sources)})"
+        )
+    if n > 9:
+        raise InputError(f"at most 9 images per job, got {n}")
+
+    if recipe is not None:
+        prompt = recipe.render(spec.variables, spec.prompt)
+        variables = {**recipe.variables, **dict(spec.variables)}
+    else:
+        if spec.variables:
+            prompt = Recipe(name="prompt", description="", sources=(), prompt=spec.prompt or "").render(
+                spec.variables, spec.prompt
+            )
+        else:
+            prompt = spec.prompt or ""
+        variables = dict(spec.variables)
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+
+    ro = spec.request
+    model = _pick(ro.model, recipe, "request", "model", DEFAULT_MODEL)
+    seed = _pick(ro.seed, recipe, "request", "seed", None)
+    safety = _pick(ro.safety_tolerance, recipe, "request", "safety_tolerance", DEFAULT_SAFETY)
+    fmt = _pick(ro.output_format, recipe, "request", "output_format", DEFAULT_FORMAT)
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    upsampling = bool(_pick(ro.prompt_upsampling, recipe, "request", "prompt_upsampling", False))
+    _check_request(model, safety, fmt, seed)
+    default_rule = "1:1" if n == 0 else ("match:image1" if n == 1 else "canvas")
+    rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
+
+    names = _source_names(recipe, n)
+    composite: Composite | None = None
+    canvas_bytes: bytes | None = None
+    sources_info: list[dict[str, Any]] = []
+    sizes: dict[str, tuple[int, int]] = {}
+    if n:
+        co = spec.compose
+        opened: list[SourceImage] = [open_source(s) for s in spec.sources]
+        t_read = time.perf_counter()
+        labels = bool(_pick(co.labels, recipe, "compose", "labels", False))
+        composite = compose(
+            opened,
+            layout=_pick(co.layout, recipe, "compose", "layout", "auto"),
+            gutter=int(_pick(co.gutter, recipe, "compose", "gutter", 0)),
+            gutter_color=_pick(co.gutter_color, recipe, "compose", "gutter_color", None),
+            background=_pick(co.background, recipe, "compose", "background", "white"),
+            labels=labels,
+            outline=bool(_pick(co.outline, recipe, "compose", "outline", False)),
+            megapixels=float(_pick(co.megapixels, recipe, "compose", "megapixels", 1.0)),
+            upscale=bool(_pick(co.upscale, recipe, "compose", "upscale", True)),
+            names=names,
+        )
+        assert composite.image is not None
+        canvas_bytes = encode_image(composite.image, "PNG")
+        for i, (src, name) in enumerate(zip(opened, names, strict=True)):
+            sizes[name] = src.size
+            sizes[str(i + 1)] = src.size
+            sources_info.append(
+                {
+                    "index": i,
+                    "name": name,
+                    "source": src.source,
+                    "sha256": src.sha256,
+                    "bytes": src.nbytes,
+                    "width": src.size[0],
+                    "height": src.size[1],
+                    "format": src.format,
+                    "orientation": src.orientation,
+                }
+            )
+        timings = {"read_s": t_read - t0, "compose_s": time.perf_counter() - t_read}
+    else:
+        timings = {}
+    aspect_ratio = resolve_aspect_ratio(rule, composite=composite, source_sizes=sizes)
+
+    context: dict[str, Any] = {
+        "recipe": recipe.name if recipe else None,
+        "variables": variables,
+        "checks": dict(recipe.checks) if recipe else {},
+        "layout": composite.to_dict() if composite else None,
+        "source_names": names,
+        "target": _target_name(names),
+    }
+    request = GenerationRequest(
+        prompt=prompt,
+        model=model,
+        input_image=canvas_bytes,
+        input_mime="image/png",
+        aspect_ratio=aspect_ratio,
+        seed=seed,
+        safety_tolerance=safety,
+        output_format=fmt,
+        prompt_upsampling=upsampling,
+        context=context,
+    )
+    job_id = spec.job_id or _job_hash(recipe, request, sources_info, composite)
+    price = pricing.price_per_call(backend_name, model)
+    timings["prepare_s"] = time.perf_counter() - t0
+    return PreparedJob(
+        job_id=job_id,
+        spec=spec,
+        composite=composite,
+        canvas_bytes=canvas_bytes,
+        request=request,
+        price_usd=price,
+        backend_name=backend_name,
+        sources=sources_info,
+        aspect_ratio_rule=rule,
+        timings=timings,
+    )
+
+
+def _target_name(names: list[str]) -> str | None:
+    if not names:
+        return None
+    return "target" if "target" in names else names[-1]
+
+
+def _job_hash(
+    recipe: Recipe | None,
+    request: GenerationRequest,
+    sources: list[dict[str, Any]],
+    composite: Composite | None,
+) -> str:
+    """A short stable id: the same recipe, prompt, parameters and source content give the same id."""
+    basis = {
+        "recipe": recipe.to_dict() if recipe else None,
+        "request": request.describe() | {"input_image": None},
+        "sources": [s["sha256"] for s in sources],
+        "canvas": None if composite is None else [composite.width, composite.height, composite.layout],
+    }
+    digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
+    prefix = recipe.name if recipe else "prompt"
+    return f"{prefix}-{digest[:12]}"
+
+
+# --------------------------------------------------------------------------- generate
+
+
+def generate_once(
+    backend: Backend,
+    prepared: PreparedJob,
+    *,
+    on_submitted: OnSubmitted | None = None,
+    resume_task_id: str | None = None,
+) -> GenerationResult:
+    """One attempt at the generation (a paid call unless ``resume_task_id`` is given)."""
+    try:
+        return backend.generate(prepared.request, on_submitted=on_submitted, resume_task_id=resume_task_id)
+    except GenerationError as exc:
+        exc.job_id = exc.job_id or prepared.job_id
+        raise
+
+
+def retry_delay(exc: BaseException, attempt: int, *, rng: random.Random | None = None) -> float:
+    """Seconds to wait before attempt ``attempt + 1`` after ``exc`` (a RetryableError).
+
+    429 honours Retry-After; other transient errors back off exponentially with
+    full jitter: uniform(0, min(30, 1 * 2**(attempt-1))) plus a small floor.
+    """
+    if isinstance(exc, RateLimited):
+        after = exc.retry_after if exc.retry_after is not None else RETRY_AFTER_DEFAULT
+        return min(max(after, 0.0), RETRY_AFTER_MAX)
+    cap = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(attempt - 1, 0))
+    r = (rng or random).uniform(0.0, cap)
+    return 0.1 * cap + 0.9 * r
+
+
+def generate_with_retries(
+    backend: Backend,
+    prepared: PreparedJob,
+    *,
+    max_attempts: int = 4,
+    on_submitted: OnSubmitted | None = None,
+    resume_task_id: str | None = None,
+    sleep: Callable[[float], Any] = time.sleep,
+    stop: threading.Event | None = None,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> GenerationResult:
+    """Generate, retrying what is safe to retry, up to ``max_attempts`` attempts.
+
+    A 429 waits for Retry-After; 5xx, timeouts and dropped connections back off
+    exponentially with jitter; everything else is raised at once. A resumable
+    backend (BFL) that already accepted the task is polled again by its id
+    instead of being paid for twice. When ``stop`` is set, no new attempt starts
+    and the last error is raised.
+    """
+    if max_attempts < 1:
+        raise ConfigError("max attempts must be at least 1")
+    task_id = resume_task_id
+
+    def remember(tid: str) -> None:
+        nonlocal task_id
+        task_id = tid
+        if on_submitted is not None:
+            on_submitted(tid)
+
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            resume = task_id if backend.resumable else None
+            return generate_once(backend, prepared, on_submitted=remember, resume_task_id=resume)
+        except RetryableError as exc:
+            if attempt >= max_attempts or (stop is not None and stop.is_set()):
+                raise
+            delay = retry_delay(exc, attempt)
+            if on_retry is not None:
+                on_retry(attempt, exc, delay)
+            if stop is not None:
+                if stop.wait(delay):
+                    raise
+            else:
+                sleep(delay)
+
+
+def save_result(
+    prepared: PreparedJob,
+    result: GenerationResult,
+    outdir: Path,
+    *,
+    attempts: int = DOWNLOAD_ATTEMPTS,
+    sleep: Callable[[float], Any] = time.sleep,
+) -> Path:
+    """Write the result to ``outdir/<job>.<ext>`` at once: the bytes, or a download of its URL.
+
+    A cut-off download is tried again (the link is still valid for minutes); an
+    expired link is not.
+    """
+    outdir.mkdir(parents=True, exist_ok=True)
+    if result.data is not None:
+        return write_result_bytes(result.data, outdir, prepared.job_id)
+    if not result.url:
+        raise TransientError("the backend returned neither an image nor a link", job_id=prepared.job_id)
+    for attempt in range(1, attempts + 1):
+        try:
+            return download_result(result.url, outdir, prepared.job_id)
+        except RetryableError as exc:
+            exc.job_id = exc.job_id or prepared.job_id
+            if attempt >= attempts:
+                raise
+            sleep(retry_delay(exc, attempt))
+        except GenerationError as exc:
+            exc.job_id = exc.job_id or prepared.job_id
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --------------------------------------------------------------------------- finish
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _compare(prepared: PreparedJob, output_path: Path, outdir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """Compare the output with its sources and draw the sheet; (report dict, sheet path)."""
+    from . import compare as compare_mod
+    from . import sheet as sheet_mod
+    from .images import load_image
+
+    if prepared.composite is None or not prepared.sources:
+        return None, None
+    recipe = prepared.spec.recipe
+    names = [s["name"] for s in prepared.sources]
+    budget = (1024, 1024)
+    loaded = {
+        name: load_image(src, draft_size=_draft(s, budget)).image
+        for name, src, s in zip(names, prepared.spec.sources, prepared.sources, strict=True)
+    }
+    target_name = _target_name(names)
+    assert target_name is not None
+    output = load_image(output_path).image
+    checks = dict(recipe.checks) if recipe else {}
+    report = compare_mod.compare(
+        output,
+        loaded[target_name],
+        pattern=loaded.get("pattern"),
+        style=loaded.get("style"),
+        sources=loaded,
+        composite=prepared.composite,
+        target_index=names.index(target_name),
+        checks=checks or None,
+    )
+    sheet_path = outdir / f"{prepared.job_id}.sheet.png"
+    sheet_mod.draw_sheet(
+        report,
+        sources=[(name, img) for name, img in loaded.items()],
+        canvas=prepared.composite.image,
+        output=output,
+        path=sheet_path,
+    )
+    data = report.to_dict()
+    if not checks:
+        data["passed"] = None
+    return data, sheet_path
+
+
+def _draft(info: Mapping[str, Any], budget: tuple[int, int]) -> tuple[int, int] | None:
+    """A decode size at most ``budget`` with the source's aspect (sources can be 24 MP)."""
+    w, h = int(info["width"]), int(info["height"])
+    s = min(budget[0] / w, budget[1] / h, 1.0)
+    if s >= 1.0:
+        return None
+    return max(1, round(w * s)), max(1, round(h * s))
+
+
+def finish_job(
+    prepared: PreparedJob,
+    output_path: Path,
+    outdir: Path,
+    *,
+    backend_name: str | None = None,
+    compare: bool = True,
+    timings: Mapping[str, float] | None = None,
+    task_id: str | None = None,
+    model: str | None = None,
+) -> JobOutcome:
+    """Write the canvas, compare the output (and draw its sheet), then the sidecar ``<job>.json``."""
+    t0 = time.perf_counter()
+    outdir.mkdir(parents=True, exist_ok=True)
+    canvas_path: Path | None = None
+    if prepared.canvas_bytes is not None:
+        canvas_path = write_bytes_atomic(outdir / f"{prepared.job_id}.canvas.png", prepared.canvas_bytes)
+    metrics: dict[str, Any] | None = None
+    sheet_path: Path | None = None
+    if compare:
+        try:
+            metrics, sheet_path = _compare(prepared, output_path, outdir)
+        except InputError as exc:
+            # The result is paid for and on disk: keep it, and say why it was not measured.
+            metrics = {"error": str(exc), "passed": None, "checks": {}}
+    all_timings = {**prepared.timings, **(timings or {})}
+    all_timings["finish_s"] = time.perf_counter() - t0
+    sidecar = build_sidecar(
+        prepared,
+        output_path=output_path,
+        canvas_path=canvas_path,
+        sheet_path=sheet_path,
+        metrics=metrics,
+        backend_name=backend_name or prepared.backend_name,
+        task_id=task_id,
+        timings=all_timings,
+    )
+    sidecar_path = write_bytes_atomic(
+        outdir / f"{prepared.job_id}.json", (json.dumps(sidecar, indent=2, default=str) + "\n").encode()
+    )
+    passed = None if metrics is None else metrics.get("passed")
+    return JobOutcome(
+        job_id=prepared.job_id,
+        output_path=output_path,
+        canvas_path=canvas_path,
+        sidecar_path=sidecar_path,
+        sheet_path=sheet_path,
+        sidecar=sidecar,
+        metrics=metrics,
+        checks_passed=passed,
+        cost_usd=prepared.price_usd,
+    )
+
+
+def build_sidecar(
+    prepared: PreparedJob,
+    *,
+    output_path: Path,
+    canvas_path: Path | None,
+    sheet_path: Path | None,
+    metrics: dict[str, Any] | None,
+    backend_name: str,
+    task_id: str | None,
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """The provenance record. It never holds an API key: the request carries none."""
+    from . import __version__
+
+    recipe = prepared.spec.recipe
+    req = prepared.request
+    out_info: dict[str, Any] = {"path": output_path.name}
+    try:
+        data = output_path.read_bytes()
+        out_info["sha256"] = hashlib.sha256(data).hexdigest()
+        out_info["bytes"] = len(data)
+        from PIL import Image
+
+        with Image.open(output_path) as im:
+            out_info["width"], out_info["height"] = im.size
+            out_info["format"] = (im.format or "").lower()
+    except OSError:
+        pass
+    return {
+        "job_id": prepared.job_id,
+        "created": _now(),
+        "fluxcompose": __version__,
+        "recipe": None
+        if recipe is None
+        else {"name": recipe.name, "path": str(recipe.path) if recipe.path else None},
+        "prompt": req.prompt,
+        "variables": req.context.get("variables", {}),
+        "backend": backend_name,
+        "model": req.model,
+        "seed": req.seed,
+        "aspect_ratio": req.aspect_ratio,
+        "aspect_ratio_rule": prepared.aspect_ratio_rule,
+        "request": req.describe(),
+        "task_id": _public_task_id(task_id),
+        "sources": prepared.sources,
+        "canvas": None
+        if prepared.composite is None
+        else {"path": canvas_path.name if canvas_path else None, **prepared.composite.to_dict()},
+        "output": out_info,
+        "sheet": sheet_path.name if sheet_path else None,
+        "cost_usd": prepared.price_usd,
+        "timings": {k: round(v, 4) for k, v in timings.items()},
+        "compare": metrics,
+        "checks": None if metrics is None else metrics.get("checks"),
+        "passed": None if metrics is None else metrics.get("passed"),
+    }
+
+
+def _public_task_id(task_id: str | None) -> str | None:
+    """The provider's task id without any polling URL attached to it."""
+    if not task_id:
+        return None
+    if task_id.lstrip().startswith("{"):
+        try:
+            data = json.loads(task_id)
+            return str(data.get("id") or task_id)
+        except json.JSONDecodeError:
+            return task_id
+    return task_id.split("|", 1)[0]
+
+
+# --------------------------------------------------------------------------- one job
+
+
+def run_job(
+    spec: JobSpec,
+    backend: Backend,
+    outdir: Path,
+    *,
+    compare: bool = True,
+    max_attempts: int = 4,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> JobOutcome:
+    """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.png`` and ``<job>.json``."""
+    prepared = prepare_job(spec, backend_name=backend.name)
+    t0 = time.perf_counter()
+    task: dict[str, str] = {}
+    result = generate_with_retries(
+        backend,
+        prepared,
+        max_attempts=max_attempts,
+        on_submitted=lambda tid: task.__setitem__("id", tid),
+        on_retry=on_retry,
+    )
+    t1 = time.perf_counter()
+    output_path = save_result(prepared, result, outdir)
+    t2 = time.perf_counter()
+    return finish_job(
+        prepared,
+        output_path,
+        outdir,
+        backend_name=backend.name,
+        compare=compare,
+        timings={"generate_s": t1 - t0, "download_s": t2 - t1},
+        task_id=result.task_id or task.get("id"),
+    )
+
+
+def parse_seed(value: str) -> int:
+    """A seed from text: a whole number >= 0."""
+    try:
+        seed = int(value)
+    except ValueError:
+        raise InputError(f"seed must be a whole number, got {value!r}") from None
+    if seed < 0 or seed >= 2**63:
+        raise InputError(f"seed must be between 0 and 2^63-1, got {value}")
+    return seed
+
