@@ -1,0 +1,355 @@
+"""The bfl backend: Black Forest Labs' native API (submit, then poll).
+
+Submit ``POST {base}/v1/{model}`` with header ``x-key`` and JSON
+``{"prompt", "input_image" (plain base64, omitted for text-to-image), "seed"?,
+"aspect_ratio", "output_format", "prompt_upsampling", "safety_tolerance"}``;
+the reply is ``{"id", "polling_url"}``. Then ``GET polling_url`` (with
+``x-key``) until the status is terminal: ``Ready`` gives ``result.sample``,
+the image URL.
+
+Resuming: right after a task is accepted, ``on_submitted`` receives a *task
+token* ``"<id>|<polling_url>"`` (see :func:`encode_task`). Passing that token
+back as ``resume_task_id`` polls the same task without submitting (and paying)
+again. A bare id also works; it is polled at ``{base}/v1/get_result?id=<id>``.
+
+The polling schedule is pure (:func:`poll_interval`) and the loop takes an
+injectable ``sleep`` and ``clock``, so tests run without waiting.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import math
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
+
+from ..download import parse_retry_after
+from ..errors import (
+    AuthError,
+    ConfigError,
+    GenerationError,
+    InsufficientCredits,
+    Moderated,
+    RateLimited,
+    RequestError,
+    TaskFailed,
+    TransientError,
+)
+from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "BFLBackend",
+    "decode_task",
+    "encode_task",
+    "poll_interval",
+    "submit_body",
+]
+
+DEFAULT_BASE_URL = "https://api.bfl.ai"
+
+FAST_POLL_S = 0.5
+"""Seconds between polls for the first FAST_PHASE_S seconds after submission."""
+FAST_PHASE_S = 30.0
+MAX_POLL_S = 5.0
+DOUBLING_S = 15.0
+"""After the fast phase the interval doubles every DOUBLING_S seconds, up to MAX_POLL_S."""
+
+READY = "Ready"
+MODERATED_STATUSES = frozenset({"Request Moderated", "Content Moderated"})
+FAILED_STATUSES = frozenset({"Error", "Task not found", "Failed"})
+
+
+def poll_interval(elapsed: float) -> float:
+    """Seconds to wait before the next poll, ``elapsed`` seconds after submission.
+
+    0.5 s for the first 30 s, then doubling every 15 s up to 5 s (reached at
+    about 80 s).
+    """
+    if elapsed < FAST_PHASE_S:
+        return FAST_POLL_S
+    doublings = (elapsed - FAST_PHASE_S) / DOUBLING_S
+    if doublings >= math.log2(MAX_POLL_S / FAST_POLL_S):  # also keeps 2**x from overflowing
+        return MAX_POLL_S
+    return min(MAX_POLL_S, FAST_POLL_S * 2**doublings)
+
+
+def encode_task(task_id: str, polling_url: str) -> str:
+    """The resume token ``"<id>|<polling_url>"`` given to ``on_submitted``."""
+    return f"{task_id}|{polling_url}"
+
+
+def decode_task(token: str, base_url: str) -> tuple[str, str]:
+    """(id, polling_url) from a resume token; a bare id polls ``{base}/v1/get_result?id=``."""
+    task_id, sep, url = token.partition("|")
+    task_id = task_id.strip()
+    if not task_id:
+        raise ConfigError(f"invalid BFL task id {token!r}")
+    if sep and url.strip():
+        return task_id, url.strip()
+    query = urllib.parse.urlencode({"id": task_id})
+    return task_id, f"{base_url.rstrip('/')}/v1/get_result?{query}"
+
+
+def submit_body(request: GenerationRequest) -> dict[str, Any]:
+    """The JSON body of a submission, in wire order (``seed`` only when set)."""
+    body: dict[str, Any] = {"prompt": request.prompt}
+    if request.input_image is not None:
+        body["input_image"] = base64.b64encode(request.input_image).decode("ascii")
+    if request.seed is not None:
+        body["seed"] = int(request.seed)
+    body["aspect_ratio"] = request.aspect_ratio
+    body["output_format"] = request.output_format
+    body["prompt_upsampling"] = bool(request.prompt_upsampling)
+    body["safety_tolerance"] = int(request.safety_tolerance)
+    return body
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Refuse redirects: urllib would forward the x-key header to wherever they point."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _detail(body: object) -> str:
+    """A short readable reason from a BFL error body (``{"detail": ...}``)."""
+    if isinstance(body, Mapping):
+        detail = body.get("detail", body.get("message", body.get("error", "")))
+        if isinstance(detail, list):
+            parts = []
+            for item in detail[:3]:
+                if isinstance(item, Mapping):
+                    loc = ".".join(str(x) for x in item.get("loc", []) if x != "body")
+                    parts.append(
+                        f"{loc}: {item.get('msg', '')}" if loc else str(item.get("msg", ""))
+                    )
+                else:
+                    parts.append(str(item))
+            return "; ".join(parts)
+        return str(detail) if detail else ""
+    if isinstance(body, str):
+        return body[:300]
+    return ""
+
+
+class BFLBackend:
+    """FLUX.1 Kontext through api.bfl.ai: submit, remember the task, poll."""
+
+    name: ClassVar[str] = "bfl"
+    resumable: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 600.0,
+        request_timeout: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``timeout``: seconds to keep polling one task; ``request_timeout``: seconds per HTTP call.
+
+        ``sleep`` and ``clock`` (seconds) drive the polling loop; tests inject fakes.
+        """
+        if not api_key:
+            raise ConfigError("the bfl backend needs an API key: set BFL_API_KEY or pass --api-key")
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.timeout = float(timeout)
+        self.request_timeout = float(request_timeout)
+        self._sleep = sleep
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"BFLBackend(base_url={self.base_url!r})"
+
+    def max_concurrency(self, model: str) -> int:
+        """BFL's cap on active tasks: 6 for flux-kontext-max, 24 otherwise."""
+        return 6 if model == "flux-kontext-max" else 24
+
+    # ----------------------------------------------------------------- public steps
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_submitted: OnSubmitted | None = None,
+        resume_task_id: str | None = None,
+    ) -> GenerationResult:
+        """Submit (unless ``resume_task_id`` is given), report the token, poll to the result URL."""
+        if resume_task_id:
+            token = resume_task_id
+        else:
+            token = self.submit(request)
+            if on_submitted is not None:
+                on_submitted(token)
+        return self.wait(token)
+
+    def submit(self, request: GenerationRequest) -> str:
+        """Submit one task; returns its resume token ``"<id>|<polling_url>"``."""
+        if request.model not in MODELS:
+            raise ConfigError(f"unknown model {request.model!r}; choose one of {', '.join(MODELS)}")
+        url = f"{self.base_url}/v1/{request.model}"
+        reply = self._call("POST", url, submit_body(request), what="submission")
+        if not isinstance(reply, Mapping) or not reply.get("id"):
+            # Accepted or not, we cannot tell; do not retry and risk paying twice.
+            raise TaskFailed(
+                f"BFL accepted the submission but its reply has no task id: {reply!r:.200}"
+            )
+        task_id = str(reply["id"])
+        polling_url = reply.get("polling_url")
+        if not isinstance(polling_url, str) or not polling_url.lower().startswith(
+            ("http://", "https://")
+        ):
+            polling_url = decode_task(task_id, self.base_url)[1]
+        return encode_task(task_id, polling_url)
+
+    def wait(self, token: str) -> GenerationResult:
+        """Poll the task ``token`` until it is terminal or ``timeout`` seconds pass.
+
+        Transient failures while polling (5xx, dropped connections, 429) are
+        waited out: the task is already paid for. Raises Moderated, TaskFailed,
+        AuthError, or TransientError when the overall timeout passes (poll again
+        later with the same token instead of submitting again).
+        """
+        task_id, polling_url = decode_task(token, self.base_url)
+        start = self._clock()
+        deadline = start + self.timeout
+        last_status = "not polled yet"
+        while True:
+            now = self._clock()
+            if now >= deadline:
+                raise TransientError(
+                    f"BFL task {task_id} still {last_status} after {self.timeout:g} s; "
+                    "resume it by id instead of submitting again"
+                )
+            self._sleep(min(poll_interval(now - start), deadline - now))
+            try:
+                reply = self._call("GET", polling_url, None, what="poll")
+            except RateLimited as exc:
+                last_status = "rate limited"
+                wait = exc.retry_after if exc.retry_after is not None else MAX_POLL_S
+                self._sleep(max(0.0, min(wait, deadline - self._clock())))
+                continue
+            except TransientError as exc:
+                last_status = f"unreachable ({exc.message})"
+                continue
+            result = self._interpret(task_id, token, reply)
+            if result is not None:
+                return result
+            last_status = (
+                str(reply.get("status", "pending")) if isinstance(reply, Mapping) else "pending"
+            )
+
+    # ----------------------------------------------------------------- helpers
+
+    def _interpret(self, task_id: str, token: str, reply: object) -> GenerationResult | None:
+        """The result for a terminal poll reply, an exception for a failed one, None to poll again."""
+        if not isinstance(reply, Mapping):
+            return None
+        status = str(reply.get("status", ""))
+        if status == READY:
+            result = reply.get("result")
+            sample = result.get("sample") if isinstance(result, Mapping) else None
+            if not isinstance(sample, str) or not sample:
+                raise TaskFailed(f"BFL task {task_id} is Ready but has no result.sample")
+            extra: dict[str, Any] = {"id": task_id, "status": status}
+            for key in ("cost", "input_mp", "output_mp"):
+                if key in reply:
+                    extra[key] = reply[key]
+            return GenerationResult(url=sample, task_id=token, extra=extra)
+        if status in MODERATED_STATUSES:
+            raise Moderated(f"BFL refused task {task_id}: {status}{self._details(reply)}")
+        if status in FAILED_STATUSES:
+            raise TaskFailed(f"BFL task {task_id} failed: {status}{self._details(reply)}")
+        return None  # Pending, Processing, Queued...
+
+    def _details(self, reply: Mapping[str, Any]) -> str:
+        details = reply.get("details") or reply.get("result") or reply.get("error")
+        if not details:
+            return ""
+        text = json.dumps(details, default=str) if not isinstance(details, str) else details
+        return f" ({self._redact(text)[:300]})"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._api_key, "***")
+
+    def _call(self, method: str, url: str, body: Mapping[str, Any] | None, *, what: str) -> Any:
+        """One HTTP call with the key; returns the parsed JSON reply or raises our errors."""
+        host = urllib.parse.urlsplit(url).netloc or url
+        headers = {
+            "x-key": self._api_key,
+            "Accept": "application/json",
+            "User-Agent": "fluxcompose",
+        }
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with _OPENER.open(req, timeout=self.request_timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            try:
+                text = exc.read().decode("utf-8", "replace")
+            except (OSError, http.client.HTTPException):
+                text = ""
+            finally:
+                exc.close()
+            raise self._status_error(exc.code, exc.headers, text, host, what) from exc
+        except TimeoutError as exc:
+            raise TransientError(
+                f"BFL {what}: {host} did not answer within {self.request_timeout:g} s"
+            ) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            shown = self._redact(str(reason) or type(reason).__name__)
+            raise TransientError(f"BFL {what}: could not reach {host}: {shown}") from exc
+        try:
+            return json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            if what == "poll":
+                raise TransientError(f"BFL poll: {host} sent a reply that is not JSON") from exc
+            raise TaskFailed(f"BFL {what}: {host} sent a reply that is not JSON") from exc
+
+    def _status_error(
+        self, status: int, headers: Any, text: str, host: str, what: str
+    ) -> GenerationError:
+        try:
+            body: object = json.loads(text) if text else ""
+        except json.JSONDecodeError:
+            body = text
+        detail = self._redact(_detail(body))
+        suffix = f": {detail}" if detail else ""
+        if status in (401, 403):
+            return AuthError(
+                f"BFL rejected the API key (HTTP {status}); check BFL_API_KEY or --api-key"
+            )
+        if status == 402:
+            return InsufficientCredits(
+                f"BFL: insufficient credits (HTTP 402); add credits to your BFL account{suffix}"
+            )
+        if status == 429:
+            retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
+            return RateLimited(
+                f"BFL {what}: rate limited (HTTP 429){suffix}", retry_after=retry_after
+            )
+        if status == 404 and what == "poll":
+            return TaskFailed(f"BFL poll: Task not found (HTTP 404){suffix}")
+        if 400 <= status < 500:
+            return RequestError(f"BFL {what} rejected (HTTP {status}){suffix}")
+        if 300 <= status < 400:
+            return RequestError(f"BFL {what}: unexpected redirect (HTTP {status}) from {host}")
+        return TransientError(f"BFL {what}: server error (HTTP {status}) from {host}{suffix}")

@@ -1,0 +1,267 @@
+"""The openai backend: FLUX.1 Kontext through an OpenAI-compatible gateway (APIYI by default).
+
+Two transports, both through the ``openai`` package:
+
+- ``generations`` (default): ``POST {base}/images/generations`` with JSON
+  ``{"model", "prompt", "n": 1, "input_image": "data:image/png;base64,...",
+  "aspect_ratio", "seed"?, "safety_tolerance", "output_format", "prompt_upsampling"}``;
+  the Flux fields travel in ``extra_body``.
+- ``edits``: ``POST {base}/images/edits`` as multipart with ``model``,
+  ``prompt``, ``n``, ``image`` (the canvas file) and the same Flux fields as
+  form fields (booleans as ``true``/``false``).
+
+Text-to-image (no input image) always uses ``generations`` and sends no
+``input_image``. The reply's ``data[0].url`` or ``data[0].b64_json`` becomes the
+result. The client's own retries are off: ``batch`` owns retrying. Vendor
+errors are translated here, once, and never carry the key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+import urllib.parse
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..download import parse_retry_after
+from ..errors import (
+    AuthError,
+    ConfigError,
+    GenerationError,
+    InsufficientCredits,
+    Moderated,
+    RateLimited,
+    RequestError,
+    TaskFailed,
+    TransientError,
+)
+from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["DEFAULT_BASE_URL", "TRANSPORTS", "OpenAICompatBackend", "flux_fields"]
+
+DEFAULT_BASE_URL = "https://api.apiyi.com/v1"
+TRANSPORTS: tuple[str, ...] = ("generations", "edits")
+_MODERATION_CODES = frozenset({"content_policy_violation", "moderation_blocked", "content_filter"})
+_MODERATION_RE = re.compile(r"moderat|content[ _-]?polic", re.IGNORECASE)
+
+
+def flux_fields(request: GenerationRequest) -> dict[str, Any]:
+    """The Flux-specific fields of a request, in wire order, without ``input_image``.
+
+    ``seed`` is present only when the request has one.
+    """
+    fields: dict[str, Any] = {"aspect_ratio": request.aspect_ratio}
+    if request.seed is not None:
+        fields["seed"] = int(request.seed)
+    fields["safety_tolerance"] = int(request.safety_tolerance)
+    fields["output_format"] = request.output_format
+    fields["prompt_upsampling"] = bool(request.prompt_upsampling)
+    return fields
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret else text
+
+
+def _error_parts(body: object) -> tuple[str, str | None]:
+    """(message, code) from an error body such as ``{"message", "type", "code"}``."""
+    if isinstance(body, Mapping):
+        inner = body.get("error", body)
+        if isinstance(inner, Mapping):
+            message = inner.get("message") or inner.get("detail") or ""
+            code = inner.get("code")
+            return str(message), (str(code) if code is not None else None)
+        if isinstance(inner, str):
+            return inner, None
+    if isinstance(body, str):
+        return body[:300], None
+    return "", None
+
+
+class OpenAICompatBackend:
+    """FLUX.1 Kontext through an OpenAI-compatible images API."""
+
+    name: ClassVar[str] = "openai"
+    resumable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        transport: str = "generations",
+        timeout: float = 600.0,
+    ) -> None:
+        """``timeout`` is the seconds one HTTP request may take (a generation is one request)."""
+        if not api_key:
+            raise ConfigError(
+                "the openai backend needs an API key: set FLUXCOMPOSE_API_KEY or pass --api-key"
+            )
+        if transport not in TRANSPORTS:
+            raise ConfigError(
+                f"unknown transport {transport!r}; choose one of {', '.join(TRANSPORTS)}"
+            )
+        self._api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.transport = transport
+        self.timeout = float(timeout)
+        self._client: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatBackend(base_url={self.base_url!r}, transport={self.transport!r})"
+
+    def max_concurrency(self, model: str) -> int:
+        """Tasks in flight: 6 for flux-kontext-max, 24 otherwise."""
+        return 6 if model == "flux-kontext-max" else 24
+
+    @property
+    def host(self) -> str:
+        return urllib.parse.urlsplit(self.base_url).netloc or self.base_url
+
+    def _get_client(self) -> openai.OpenAI:
+        # One client per backend, made on first use: importing openai takes ~0.5 s,
+        # and the underlying HTTP client is thread-safe and pools connections.
+        with self._lock:
+            if self._client is None:
+                import openai
+
+                client = openai.OpenAI(
+                    api_key=self._api_key,
+                    base_url=self.base_url,
+                    max_retries=0,
+                    timeout=self.timeout,
+                )
+                # The SDK fills these from OPENAI_* variables; none of them belongs
+                # on a request to a third-party gateway.
+                client.organization = None
+                client.project = None
+                client.admin_api_key = None
+                if isinstance(getattr(client, "_custom_headers", None), dict):
+                    client._custom_headers = {}
+                self._client = client
+            return self._client
+
+    def generate(
+        self,
+        request: GenerationRequest,
+        *,
+        on_submitted: OnSubmitted | None = None,
+        resume_task_id: str | None = None,
+    ) -> GenerationResult:
+        """Send one request and return the image URL or bytes from the reply.
+
+        The gateway answers synchronously, so ``on_submitted`` is not called and
+        ``resume_task_id`` is ignored (this backend is not resumable).
+        """
+        if request.model not in MODELS:
+            raise ConfigError(f"unknown model {request.model!r}; choose one of {', '.join(MODELS)}")
+        client = self._get_client()
+        import openai
+
+        fields = flux_fields(request)
+        try:
+            if request.input_image is None or self.transport == "generations":
+                body: dict[str, Any] = {}
+                if request.input_image is not None:
+                    encoded = base64.b64encode(request.input_image).decode("ascii")
+                    body["input_image"] = f"data:{request.input_mime};base64,{encoded}"
+                body.update(fields)
+                response = client.images.generate(
+                    model=request.model, prompt=request.prompt, n=1, extra_body=body
+                )
+            else:
+                ext = "jpg" if request.input_mime == "image/jpeg" else "png"
+                response = client.images.edit(
+                    model=request.model,
+                    prompt=request.prompt,
+                    n=1,
+                    image=(f"canvas.{ext}", request.input_image, request.input_mime),
+                    extra_body=fields,
+                )
+        except openai.APIStatusError as exc:
+            self._scrub(exc)
+            raise self._status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            raise TransientError(f"{self.host} did not answer within {self.timeout:g} s") from exc
+        except openai.APIConnectionError as exc:
+            cause = exc.__cause__ or exc
+            raise TransientError(
+                f"could not reach {self.host}: {_redact(str(cause) or type(cause).__name__, self._api_key)}"
+            ) from exc
+        except openai.OpenAIError as exc:
+            raise TaskFailed(
+                f"unexpected reply from {self.host}: {_redact(str(exc), self._api_key)}"
+            ) from exc
+        return self._result(response)
+
+    def _scrub(self, exc: openai.APIStatusError) -> None:
+        # The SDK's message quotes the server, which may echo the key; the chained
+        # exception shows up in --debug tracebacks, so redact it there too.
+        exc.message = _redact(exc.message, self._api_key)
+        exc.args = tuple(_redact(a, self._api_key) if isinstance(a, str) else a for a in exc.args)
+
+    def _status_error(self, exc: openai.APIStatusError) -> GenerationError:
+        status = exc.status_code
+        message, code = _error_parts(exc.body)
+        message = _redact(message, self._api_key)
+        detail = f": {message}" if message else ""
+        if status in (401, 403):
+            # The server's text may quote the key (partly); never pass it on.
+            return AuthError(
+                f"{self.host} rejected the API key (HTTP {status}); check FLUXCOMPOSE_API_KEY or --api-key"
+            )
+        if status == 402:
+            return InsufficientCredits(f"{self.host}: insufficient credits (HTTP 402){detail}")
+        if status == 429:
+            headers = exc.response.headers
+            retry_after = parse_retry_after(headers.get("retry-after"))
+            if retry_after is None and headers.get("retry-after-ms"):
+                ms = parse_retry_after(headers.get("retry-after-ms"))
+                retry_after = None if ms is None else ms / 1000
+            return RateLimited(
+                f"{self.host}: rate limited (HTTP 429){detail}", retry_after=retry_after
+            )
+        if 400 <= status < 500:
+            if (code in _MODERATION_CODES) or _MODERATION_RE.search(message):
+                return Moderated(f"{self.host} refused the request (moderation){detail}")
+            return RequestError(f"{self.host} rejected the request (HTTP {status}){detail}")
+        return TransientError(f"{self.host}: server error (HTTP {status}){detail}")
+
+    def _result(self, response: object) -> GenerationResult:
+        data = getattr(response, "data", None)
+        if not data:
+            extra = getattr(response, "model_extra", None) or {}
+            message, code = _error_parts(extra)
+            if message and (code in _MODERATION_CODES or _MODERATION_RE.search(message)):
+                raise Moderated(f"{self.host} refused the request (moderation): {message}")
+            shown = f": {_redact(message, self._api_key)}" if message else ""
+            raise TaskFailed(f"{self.host} returned no image{shown}")
+        first = data[0]
+        url = getattr(first, "url", None)
+        b64 = getattr(first, "b64_json", None)
+        extra_info: dict[str, Any] = {}
+        created = getattr(response, "created", None)
+        if created is not None:
+            extra_info["created"] = created
+        revised = getattr(first, "revised_prompt", None)
+        if revised:
+            extra_info["revised_prompt"] = revised
+        if url:
+            return GenerationResult(url=str(url), extra=extra_info)
+        if b64:
+            text = str(b64)
+            if text.startswith("data:") and "," in text:
+                text = text.split(",", 1)[1]
+            try:
+                raw = base64.b64decode(text, validate=False)
+            except (binascii.Error, ValueError) as exc:
+                raise TaskFailed(f"{self.host} returned b64_json that is not base64") from exc
+            return GenerationResult(data=raw, extra=extra_info)
+        raise TaskFailed(f"{self.host} returned neither a url nor b64_json")

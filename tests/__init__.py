@@ -1,0 +1,1 @@
+"""Tests for fluxcompose (a package so helpers like tests.fakeapi can be imported)."""

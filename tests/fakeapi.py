@@ -1,0 +1,674 @@
+"""A fake image API on 127.0.0.1 speaking both protocols, for tests and benchmarks.
+
+OpenAI-compatible (base ``api.openai_base`` = ``<url>/v1``):
+
+- ``POST /v1/images/generations`` (JSON) and ``POST /v1/images/edits`` (multipart);
+  ``Authorization: Bearer <key>``; reply ``{"created", "data": [{"url"} | {"b64_json"}]}``,
+  errors ``{"error": {"message", "type", "code"}}``.
+
+BFL (base ``api.bfl_base`` = ``<url>``):
+
+- ``POST /v1/flux-kontext-pro|max`` -> ``{"id", "polling_url"}``; ``x-key`` header;
+- ``GET /v1/get_result?id=`` -> ``{"id", "status", "result": {"sample"}}``;
+  errors ``{"detail": ...}``.
+
+Result files are served at ``/results/<name>``. The result image is the
+received canvas resized to the Kontext bucket of the request's aspect ratio
+(see :func:`render_result`), or a solid colour for text-to-image, so a test can
+check that the pipeline wrote what the server produced.
+
+Every request is recorded (:class:`RecordedRequest`). Behaviour is set through
+attributes (thread-safe to change between requests) and :meth:`FakeAPI.script`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.parser
+import email.policy
+import functools
+import hashlib
+import io
+import itertools
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+from fluxcompose.geometry import bucket_for
+
+__all__ = ["FakeAPI", "RecordedRequest", "Scripted", "render_result"]
+
+SUBMIT_KINDS = frozenset({"generations", "edits", "bfl-submit"})
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake server saw it.
+
+    ``kind`` is ``generations``, ``edits``, ``bfl-submit``, ``bfl-poll``,
+    ``result`` or ``unknown``. ``headers`` has lower-case names. ``json`` is the
+    parsed JSON body; ``form`` the multipart text fields; ``files`` maps a
+    multipart field to (filename, content type, bytes). ``image`` is the input
+    image as decoded bytes (from a data URL, plain base64 or the file field).
+    ``status`` is the HTTP status replied (0 for a dropped connection).
+    """
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    kind: str
+    body: bytes = b""
+    json: Any = None
+    form: dict[str, str] = field(default_factory=dict)
+    files: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
+    image: bytes | None = None
+    status: int = 0
+
+
+@dataclass
+class Scripted:
+    """A scripted reply for the next submission: an HTTP ``status`` (with an optional
+    ``retry_after`` header value, error ``code`` and ``message``) or a dropped connection."""
+
+    status: int = 500
+    retry_after: str | None = None
+    code: str | None = None
+    message: str | None = None
+    drop: bool = False
+
+
+@dataclass
+class _Task:
+    id: str
+    result: bytes
+    content_type: str
+    final_status: str
+    polls_left: int
+    sample: str | None = None
+
+
+@dataclass
+class _Stored:
+    data: bytes
+    content_type: str
+    created: float
+    expired: bool = False
+
+
+@functools.lru_cache(maxsize=32)
+def render_result(
+    image: bytes | None, aspect_ratio: str, output_format: str, prompt: str = ""
+) -> bytes:
+    """The image the fake server returns: ``image`` resized to the bucket of ``aspect_ratio``
+    (a solid colour from the prompt's hash when ``image`` is None), encoded as
+    ``output_format`` (``png`` or ``jpeg``). Cached: benchmarks resend the same canvas."""
+    size = bucket_for(aspect_ratio)
+    if image is None:
+        digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+        pic = Image.new("RGB", size, (digest[0], digest[1], digest[2]))
+    else:
+        with Image.open(io.BytesIO(image)) as src:
+            pic = src.convert("RGB").resize(size, Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    if output_format == "jpeg":
+        pic.save(buf, format="JPEG", quality=90)
+    else:
+        pic.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _b64_image(value: object) -> bytes | None:
+    if not isinstance(value, str):
+        return None
+    text = value.split(",", 1)[1] if value.startswith("data:") and "," in value else value
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class FakeAPI:
+    """The fake server. Use ``with FakeAPI() as api:`` or ``start()``/``stop()``.
+
+    Behaviour attributes (change them between requests):
+
+    - ``api_key``: when set, any other key gets 401 (the error text echoes the
+      key it got, as real servers partly do, to prove the client hides it);
+    - ``force_status``: every submission answers with this status
+      (401, 402, 403, 429, 500...); ``retry_after`` is its Retry-After value;
+      ``error_code`` / ``error_message`` go in the error body;
+    - ``moderate_substring``: a prompt containing it is moderated: openai 400
+      with code ``openai_moderation_code`` (None: message-only style), BFL a
+      final status ``bfl_moderation_status``;
+    - ``bfl_final_status``: force the BFL final status (``Error``, ``Task not
+      found``, ``Content Moderated``...); ``pending_polls``: Pending replies
+      before that; ``pending_status`` the non-terminal status shown;
+    - ``reply_as``: ``url`` or ``b64_json`` for the openai protocol;
+    - ``link_ttl``: seconds (by ``clock``) before result links expire with
+      ``expired_status`` (410; 403 is also realistic); :meth:`expire_results`
+      expires them now;
+    - ``latency`` (submissions) and ``poll_latency`` (polls): seconds slept per request;
+    - ``fault_429``, ``fault_500``, ``fault_drop``: probabilities (seeded RNG)
+      of a 429, a 500 or a dropped connection on submissions (and on polls
+      when ``faults_on_polls``);
+    - ``result_content`` / ``result_content_type``: serve these bytes as every
+      result instead of the image (e.g. an HTML page); ``result_status``: answer
+      every result download with this status instead;
+    - ``clock``: the time source for link expiry.
+
+    :meth:`script` queues replies for the next submissions, :meth:`script_polls`
+    for the next BFL polls.
+
+    Counters: ``requests`` (all RecordedRequest), ``billable`` (accepted
+    submissions), :attr:`submissions`.
+    """
+
+    def __init__(self, *, seed: int = 0, api_key: str | None = None) -> None:
+        self._lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self._ids = itertools.count(1)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.api_key = api_key
+        self.force_status: int | None = None
+        self.retry_after: str | None = "1"
+        self.error_code: str | None = None
+        self.error_message: str | None = None
+        self.moderate_substring: str | None = None
+        self.openai_moderation_code: str | None = "content_policy_violation"
+        self.bfl_moderation_status = "Request Moderated"
+        self.bfl_final_status: str | None = None
+        self.pending_polls = 0
+        self.pending_status = "Pending"
+        self.reply_as = "url"
+        self.link_ttl: float | None = None
+        self.expired_status = 410
+        self.latency = 0.0
+        self.poll_latency = 0.0
+        self.fault_429 = 0.0
+        self.fault_500 = 0.0
+        self.fault_drop = 0.0
+        self.faults_on_polls = False
+        self.result_status: int | None = None
+        self.result_content: bytes | None = None
+        self.result_content_type = "text/html"
+        self.clock: Callable[[], float] = time.monotonic
+        self.requests: list[RecordedRequest] = []
+        self.billable = 0
+        self._script: deque[Scripted] = deque()
+        self._poll_script: deque[Scripted] = deque()
+        self._tasks: dict[str, _Task] = {}
+        self._results: dict[str, _Stored] = {}
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def start(self) -> FakeAPI:
+        """Listen on 127.0.0.1 on a free port, serving from a daemon thread."""
+        api = self
+
+        class Handler(_Handler):
+            fake = api
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        server.block_on_close = False  # idle keep-alive connections must not block stop()
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def __enter__(self) -> FakeAPI:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        assert self._server is not None, "FakeAPI is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def openai_base(self) -> str:
+        return f"{self.url}/v1"
+
+    @property
+    def bfl_base(self) -> str:
+        return self.url
+
+    # ----------------------------------------------------------------- scripting
+
+    def script(self, *replies: int | Scripted) -> None:
+        """Queue replies for the next submissions, in order (an int is a status)."""
+        with self._lock:
+            for r in replies:
+                self._script.append(r if isinstance(r, Scripted) else Scripted(status=r))
+
+    def script_polls(self, *replies: int | Scripted) -> None:
+        """Queue replies for the next BFL polls, in order (an int is a status)."""
+        with self._lock:
+            for r in replies:
+                self._poll_script.append(r if isinstance(r, Scripted) else Scripted(status=r))
+
+    def expire_results(self) -> None:
+        """Make every result link made so far answer ``expired_status``."""
+        with self._lock:
+            for stored in self._results.values():
+                stored.expired = True
+
+    @property
+    def submissions(self) -> list[RecordedRequest]:
+        """Recorded requests that were submissions (accepted or not)."""
+        with self._lock:
+            return [r for r in self.requests if r.kind in SUBMIT_KINDS]
+
+    def of_kind(self, kind: str) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.kind == kind]
+
+    # ----------------------------------------------------------------- internals used by the handler
+
+    def _record(self, rec: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(rec)
+
+    def _next_fault(self, polls: bool) -> Scripted | None:
+        """A scripted reply, a forced status or a random fault for this request, if any."""
+        with self._lock:
+            if not polls and self._script:
+                return self._script.popleft()
+            if not polls and self.force_status is not None:
+                return Scripted(
+                    self.force_status, self.retry_after, self.error_code, self.error_message
+                )
+            if polls and self._poll_script:
+                return self._poll_script.popleft()
+            if polls and not self.faults_on_polls:
+                return None
+            x = self._rng.random()
+            if x < self.fault_429:
+                return Scripted(429, self.retry_after)
+            if x < self.fault_429 + self.fault_500:
+                return Scripted(500)
+            if x < self.fault_429 + self.fault_500 + self.fault_drop:
+                return Scripted(drop=True)
+        return None
+
+    def _store_result(self, data: bytes, content_type: str) -> str:
+        with self._lock:
+            name = f"r{next(self._ids):06d}"
+            self._results[name] = _Stored(data, content_type, self.clock())
+        return f"{self.url}/results/{name}"
+
+    def _new_task(self, task: _Task) -> None:
+        with self._lock:
+            self._tasks[task.id] = task
+
+    def _new_id(self) -> str:
+        with self._lock:
+            return f"task-{next(self._ids):06d}"
+
+    def _bill(self) -> None:
+        with self._lock:
+            self.billable += 1
+
+
+_OPENAI_PATHS = {"/v1/images/generations": "generations", "/v1/images/edits": "edits"}
+_BFL_MODELS = ("flux-kontext-pro", "flux-kontext-max")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    fake: FakeAPI
+    protocol_version = "HTTP/1.1"
+    # Headers and body in one segment, and no Nagle delay: otherwise every reply
+    # waits ~40 ms for a delayed ACK, which would swamp the batch benchmark.
+    wbufsize = -1
+    disable_nagle_algorithm = True
+    timeout = 10  # seconds an idle keep-alive connection is kept
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        pass  # keep test output clean
+
+    # ----------------------------------------------------------------- plumbing
+
+    def _read_body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = bytearray()
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return bytes(out)
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(
+        self,
+        rec: RecordedRequest,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        rec.status = status
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(
+        self, rec: RecordedRequest, status: int, data: object, headers: dict[str, str] | None = None
+    ) -> None:
+        self._send(rec, status, json.dumps(data).encode("utf-8"), "application/json", headers)
+
+    def _drop(self, rec: RecordedRequest) -> None:
+        rec.status = 0
+        self.close_connection = True
+
+    def _error(self, rec: RecordedRequest, protocol: str, fault: Scripted) -> None:
+        """An error reply in the protocol's shape (``openai`` or ``bfl``)."""
+        if fault.drop:
+            self._drop(rec)
+            return
+        status = fault.status
+        headers: dict[str, str] = {}
+        if status == 429:
+            headers["Retry-After"] = fault.retry_after or self.fake.retry_after or "1"
+        message = fault.message or {
+            401: "Incorrect API key provided",
+            402: "Insufficient credits",
+            403: "Forbidden",
+            429: "Rate limit exceeded",
+        }.get(status, "Internal server error" if status >= 500 else "Bad request")
+        if protocol == "openai":
+            body: dict[str, Any] = {
+                "error": {"message": message, "type": "api_error", "code": fault.code}
+            }
+        else:
+            body = {"detail": message}
+        self._json(rec, status, body, headers)
+
+    def _authorised(self, protocol: str) -> str | None:
+        """None when the key is right (or none is required), else the key that was sent."""
+        want = self.fake.api_key
+        if protocol == "openai":
+            got = self.headers.get("Authorization", "")
+            got = got[7:] if got.startswith("Bearer ") else got
+        else:
+            got = self.headers.get("x-key", "")
+        if want is None or got == want:
+            return None
+        return got
+
+    def _new_record(self, kind: str, body: bytes) -> RecordedRequest:
+        parts = urllib.parse.urlsplit(self.path)
+        query = dict(urllib.parse.parse_qsl(parts.query))
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        return RecordedRequest(self.command, parts.path, query, headers, kind, body)
+
+    # ----------------------------------------------------------------- routes
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path
+        if path == "/v1/get_result":
+            self._bfl_poll()
+        elif path.startswith("/results/"):
+            self._result(path.removeprefix("/results/"))
+        else:
+            rec = self._new_record("unknown", b"")
+            self.fake._record(rec)
+            self._json(rec, 404, {"detail": "Not Found"})
+
+    def do_POST(self) -> None:
+        body = self._read_body()
+        path = urllib.parse.urlsplit(self.path).path
+        if path in _OPENAI_PATHS:
+            self._openai(_OPENAI_PATHS[path], body)
+        elif path.startswith("/v1/") and path.removeprefix("/v1/") in _BFL_MODELS:
+            self._bfl_submit(path.removeprefix("/v1/"), body)
+        else:
+            rec = self._new_record("unknown", body)
+            self.fake._record(rec)
+            self._json(rec, 404, {"detail": "Not Found"})
+
+    def _openai(self, kind: str, body: bytes) -> None:
+        fake = self.fake
+        rec = self._new_record(kind, body)
+        fields: dict[str, Any]
+        if kind == "generations":
+            try:
+                rec.json = json.loads(body or b"null")
+            except json.JSONDecodeError:
+                rec.json = None
+            fields = rec.json if isinstance(rec.json, dict) else {}
+            rec.image = _b64_image(fields.get("input_image"))
+        else:
+            rec.form, rec.files = _parse_multipart(self.headers.get("Content-Type", ""), body)
+            fields = dict(rec.form)
+            if "image" in rec.files:
+                rec.image = rec.files["image"][2]
+        fake._record(rec)
+        if fake.latency:
+            time.sleep(fake.latency)
+        bad_key = self._authorised("openai")
+        if bad_key is not None:
+            self._error(
+                rec,
+                "openai",
+                Scripted(
+                    401, message=f"Incorrect API key provided: {bad_key}", code="invalid_api_key"
+                ),
+            )
+            return
+        fault = fake._next_fault(polls=False)
+        if fault is not None:
+            self._error(rec, "openai", fault)
+            return
+        prompt = str(fields.get("prompt", ""))
+        if fake.moderate_substring and fake.moderate_substring in prompt:
+            code = fake.openai_moderation_code
+            message = (
+                "Your request was rejected as a result of our safety system (content policy)."
+                if code
+                else "Request blocked by moderation: the prompt was flagged"
+            )
+            self._error(rec, "openai", Scripted(400, code=code, message=message))
+            return
+        fmt = str(fields.get("output_format", "png"))
+        try:
+            data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
+        except Exception as exc:  # a bad ratio or image is the client's fault
+            self._error(
+                rec, "openai", Scripted(400, code="invalid_request", message=f"bad request: {exc}")
+            )
+            return
+        fake._bill()
+        ctype = "image/jpeg" if fmt == "jpeg" else "image/png"
+        if fake.reply_as == "b64_json":
+            item = {"b64_json": base64.b64encode(data).decode("ascii")}
+        else:
+            item = {"url": fake._store_result(data, ctype)}
+        self._json(rec, 200, {"created": int(time.time()), "data": [item]})
+
+    def _bfl_submit(self, model: str, body: bytes) -> None:
+        fake = self.fake
+        rec = self._new_record("bfl-submit", body)
+        try:
+            rec.json = json.loads(body or b"null")
+        except json.JSONDecodeError:
+            rec.json = None
+        fields = rec.json if isinstance(rec.json, dict) else {}
+        raw_image = fields.get("input_image")
+        rec.image = (
+            _b64_image(raw_image)
+            if isinstance(raw_image, str) and not raw_image.startswith("data:")
+            else None
+        )
+        fake._record(rec)
+        if fake.latency:
+            time.sleep(fake.latency)
+        if self._authorised("bfl") is not None:
+            self._error(rec, "bfl", Scripted(401, message="Invalid API key"))
+            return
+        fault = fake._next_fault(polls=False)
+        if fault is not None:
+            self._error(rec, "bfl", fault)
+            return
+        if isinstance(raw_image, str) and rec.image is None:
+            self._json(
+                rec,
+                422,
+                {
+                    "detail": [
+                        {
+                            "loc": ["body", "input_image"],
+                            "msg": "must be plain base64 (no data: prefix)",
+                        }
+                    ]
+                },
+            )
+            return
+        prompt = str(fields.get("prompt", ""))
+        fmt = str(fields.get("output_format", "png"))
+        try:
+            data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
+        except Exception as exc:
+            self._json(rec, 422, {"detail": f"bad request: {exc}"})
+            return
+        final = fake.bfl_final_status or "Ready"
+        if fake.moderate_substring and fake.moderate_substring in prompt:
+            final = fake.bfl_moderation_status
+        task = _Task(
+            id=fake._new_id(),
+            result=data,
+            content_type="image/jpeg" if fmt == "jpeg" else "image/png",
+            final_status=final,
+            polls_left=fake.pending_polls,
+        )
+        fake._new_task(task)
+        fake._bill()
+        polling_url = f"{fake.url}/v1/get_result?id={task.id}"
+        self._json(rec, 200, {"id": task.id, "polling_url": polling_url})
+
+    def _bfl_poll(self) -> None:
+        fake = self.fake
+        rec = self._new_record("bfl-poll", b"")
+        fake._record(rec)
+        if fake.poll_latency:
+            time.sleep(fake.poll_latency)
+        if self._authorised("bfl") is not None:
+            self._error(rec, "bfl", Scripted(401, message="Invalid API key"))
+            return
+        fault = fake._next_fault(polls=True)
+        if fault is not None:
+            self._error(rec, "bfl", fault)
+            return
+        task_id = rec.query.get("id", "")
+        with fake._lock:
+            task = fake._tasks.get(task_id)
+            if task is None:
+                reply: dict[str, Any] = {"id": task_id, "status": "Task not found"}
+            elif task.polls_left > 0:
+                task.polls_left -= 1
+                reply = {
+                    "id": task_id,
+                    "status": fake.pending_status,
+                    "result": None,
+                    "progress": 0.5,
+                }
+            elif task.final_status == "Ready":
+                if task.sample is None:
+                    task.sample = fake._store_result(task.result, task.content_type)
+                reply = {"id": task_id, "status": "Ready", "result": {"sample": task.sample}}
+            elif task.final_status == "Error":
+                reply = {
+                    "id": task_id,
+                    "status": "Error",
+                    "details": {"message": "the generation failed"},
+                }
+            else:
+                reply = {
+                    "id": task_id,
+                    "status": task.final_status,
+                    "details": {"reason": "flagged"},
+                }
+        self._json(rec, 200, reply)
+
+    def _result(self, name: str) -> None:
+        fake = self.fake
+        rec = self._new_record("result", b"")
+        fake._record(rec)
+        with fake._lock:
+            stored = fake._results.get(name)
+            expired = stored is not None and (
+                stored.expired
+                or (fake.link_ttl is not None and fake.clock() - stored.created > fake.link_ttl)
+            )
+        if stored is None:
+            self._send(rec, 404, b"not found", "text/plain")
+        elif fake.result_status is not None:
+            self._send(rec, fake.result_status, b"error", "text/plain")
+        elif expired:
+            self._send(
+                rec, fake.expired_status, b"<Error>Request has expired</Error>", "application/xml"
+            )
+        elif fake.result_content is not None:
+            self._send(rec, 200, fake.result_content, fake.result_content_type)
+        else:
+            self._send(rec, 200, stored.data, stored.content_type)
+
+
+def _parse_multipart(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]]]:
+    """Text fields and file fields of a multipart/form-data body."""
+    form: dict[str, str] = {}
+    files: dict[str, tuple[str, str, bytes]] = {}
+    if not content_type.lower().startswith("multipart/form-data"):
+        return form, files
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
+    parts: Iterable[Any] = msg.iter_parts() if msg.is_multipart() else []
+    for part in parts:
+        name = part.get_param("name", header="content-disposition")
+        if not name:
+            continue
+        payload = part.get_payload(decode=True) or b""
+        filename = part.get_filename()
+        if filename is not None:
+            files[str(name)] = (filename, part.get_content_type(), payload)
+        else:
+            charset = part.get_content_charset() or "utf-8"
+            form[str(name)] = payload.decode(charset, "replace")
+    return form, files
