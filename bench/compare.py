@@ -1,0 +1,123 @@
+"""Benchmark: every compare metric on a 1 MP output, on one core.
+
+Target (DESIGN.md section 9): at most 0.5 s per 1 MP output. Prints the median seconds
+per output over several in-process runs and the ratio to the target (<= 1.0 passes).
+Inputs live in memory (decoding files is not part of the measurement).
+
+    python3 bench/compare.py [--runs 7] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from fluxcompose import compare as C
+
+TARGET_S = 0.5
+IMAGES = Path(__file__).resolve().parent.parent.parent / "shared" / "images"
+
+
+def textured(width: int, height: int, seed: int) -> Image.Image:
+    """A photo-like synthetic image: shapes, lines and grain."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.uint8)
+    img[:] = rng.integers(0, 255, 3)
+    for _ in range(120):
+        c = tuple(int(v) for v in rng.integers(0, 255, 3))
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        kind = int(rng.integers(0, 3))
+        if kind == 0:
+            cv2.circle(img, (x, y), int(rng.integers(4, width // 8)), c, -1)
+        elif kind == 1:
+            x1, y1 = x + int(rng.integers(4, width // 5)), y + int(rng.integers(4, height // 5))
+            cv2.rectangle(img, (x, y), (x1, y1), c, -1)
+        else:
+            x1, y1 = int(rng.integers(0, width)), int(rng.integers(0, height))
+            cv2.line(img, (x, y), (x1, y1), c, int(rng.integers(1, 6)))
+    img = np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(cv2.GaussianBlur(img, (0, 0), 0.8))
+
+
+def make_case() -> tuple[Image.Image, Image.Image, Image.Image, Image.Image]:
+    """(output 1392x752, target 1392x752, pattern 1024x1024, style 1024x1024)."""
+    size = (1392, 752)  # Kontext's 16:9 bucket, ~1 MP
+    flower = IMAGES / "flower.jpg"
+    if flower.exists():
+        base = Image.open(flower).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+        target = Image.blend(base, textured(*size, 1), 0.3)
+    else:
+        target = textured(*size, 1)
+    pattern = textured(1024, 1024, 2)
+    style = textured(1024, 1024, 3)
+    out = np.asarray(target).copy()
+    pw = int(size[0] * 0.4)
+    patch = cv2.resize(np.asarray(pattern), (pw, pw), interpolation=cv2.INTER_AREA)
+    x0, y0 = (size[0] - pw) // 2, (size[1] - pw) // 2
+    out[y0 : y0 + pw, x0 : x0 + pw] = patch
+    return Image.fromarray(out), target, pattern, style
+
+
+def median_time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds of this process) over ``runs`` calls.
+
+    With one OpenCV thread the CPU time is the one-core cost even when other processes
+    share the machine; on an idle machine the two agree.
+    """
+    fn()  # warm up (imports, allocator)
+    wall, cpu = [], []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (1 = one core)")
+    args = ap.parse_args()
+    cv2.setNumThreads(args.threads)
+
+    output, target, pattern, style = make_case()
+    o = np.asarray(output)
+    t = np.asarray(target)
+    checks = {"pattern_found": True, "pattern_width_fraction": [0.3, 0.5]}
+
+    parts = {
+        "ssim": lambda: C.ssim(o, t, full=True),
+        "edit_region": lambda: C.edit_region(o, t),
+        "pattern": lambda: C.locate_pattern(o, pattern),
+        "style": lambda: C.style_metric(o, t, style),
+        "phash x4": lambda: [C.phash(x) for x in (o, t, pattern, style)],
+    }
+    print(
+        f"compare benchmark: output {output.width}x{output.height}, OpenCV threads={args.threads}"
+    )
+    for name, fn in parts.items():
+        w, c = median_time(fn, args.runs)
+        print(f"  {name:12s} wall {w:.3f} s  cpu {c:.3f} s")
+
+    def full() -> None:
+        C.compare(output, target, pattern=pattern, style=style, checks=checks)
+
+    wall, cpu = median_time(full, args.runs)
+    report = C.compare(output, target, pattern=pattern, style=style, checks=checks)
+    assert report.passed, report.to_dict()
+    print(f"all metrics, 1 MP output (median of {args.runs}): wall {wall:.3f} s, cpu {cpu:.3f} s")
+    print(
+        f"ratio to the {TARGET_S} s target: {cpu / TARGET_S:.2f} cpu, {wall / TARGET_S:.2f} wall (<= 1.00 passes)"
+    )
+
+
+if __name__ == "__main__":
+    main()
