@@ -223,8 +223,33 @@ def reinhard_transfer(content: RGB, style: RGB, strength: float = 1.0) -> RGB:
     return np.asarray(np.clip(np.rint(rgb * 255.0), 0, 255), dtype=np.uint8)
 
 
+def foreground_mask(patch: RGB, background: tuple[int, int, int] | None) -> Any:
+    """255 where ``patch`` differs from the plain ``background`` colour, dilated by ~2 %.
+
+    With no background colour known, or when nearly everything is foreground
+    (a photo-like pattern), the whole patch is foreground.
+    """
+    import cv2
+
+    h, w = patch.shape[:2]
+    full = np.full((h, w), 255, dtype=np.uint8)
+    if background is None:
+        return full
+    diff = np.abs(patch.astype(np.int16) - np.array(background, dtype=np.int16)).max(axis=2)
+    fg = np.where(diff > 24, 255, 0).astype(np.uint8)
+    if fg.mean() > 0.9 * 255:
+        return full
+    radius = max(2, round(0.02 * max(w, h)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.dilate(fg, kernel)
+
+
 def poisson_paste(
-    target: RGB, pattern: RGB, frac: float, center: tuple[float, float]
+    target: RGB,
+    pattern: RGB,
+    frac: float,
+    center: tuple[float, float],
+    background: tuple[int, int, int] | None = None,
 ) -> tuple[RGB, Box]:
     """Scale ``pattern`` to ``frac`` of the target's width and Poisson-blend it centred at
     ``center`` (fractions of the target), moved inward as needed to stay inside.
@@ -246,13 +271,39 @@ def poisson_paste(
     patch = _resize(pattern, pw, ph)
     x0 = min(max(1, round(center[0] * tw - pw / 2)), tw - pw - 1)
     y0 = min(max(1, round(center[1] * th - ph / 2)), th - ph - 1)
+    # A logo on a plain background should carry only the logo across: blend the
+    # foreground (dilated a little so the seam falls on background) rather than
+    # the whole rectangle, which would smear the background's tint onto the garment.
+    fg = foreground_mask(patch, background)
+    ys, xs = np.nonzero(fg)
+    if len(xs) == 0:
+        fg[:] = 255
+        ys, xs = np.nonzero(fg)
+    bx0, bx1 = int(xs.min()), int(xs.max()) + 1
+    by0, by1 = int(ys.min()), int(ys.max()) + 1
     # OpenCV clears the mask's outer 1 px ring and centres the mask's bounding box on
-    # the point, so pad the patch by 1 px to make the blended box exactly pw x ph at x0, y0.
-    src = cv2.copyMakeBorder(patch, 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    mask = np.full(src.shape[:2], 255, dtype=np.uint8)
-    point = (x0 + pw // 2, y0 + ph // 2)
+    # the point, so pad the crop by 1 px to land it exactly where it belongs.
+    src = cv2.copyMakeBorder(patch[by0:by1, bx0:bx1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    mask = cv2.copyMakeBorder(fg[by0:by1, bx0:bx1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
+    bw, bh = bx1 - bx0, by1 - by0
+    point = (x0 + bx0 + bw // 2, y0 + by0 + bh // 2)
     blended = cv2.seamlessClone(src, target, mask, point, cv2.NORMAL_CLONE)
     return np.asarray(blended, dtype=np.uint8), (x0, y0, x0 + pw, y0 + ph)
+
+
+def _background(context: Mapping[str, Any]) -> tuple[int, int, int] | None:
+    """The canvas background colour from the layout, if the request carries one."""
+    layout = context.get("layout")
+    value = layout.get("background") if isinstance(layout, Mapping) else None
+    if not isinstance(value, str):
+        return None
+    try:
+        from PIL import ImageColor
+
+        r, g, b = ImageColor.getrgb(value)[:3]
+    except ValueError:
+        return None
+    return r, g, b
 
 
 def seeded_preview(size: tuple[int, int], seed: int, prompt: str = "") -> RGB:
@@ -429,7 +480,7 @@ class LocalBackend:
             target, pattern = _crop(canvas, boxes[t]), _crop(canvas, boxes[p])
             frac, source = width_fraction(variables, checks)
             center = placement_center(variables.get("placement"))
-            out, box = poisson_paste(target, pattern, frac, center)
+            out, box = poisson_paste(target, pattern, frac, center, _background(context))
             extra.update(width_fraction=round(frac, 4), width_fraction_from=source, target_index=t)
             return out, box, "pattern scaled and Poisson-blended (cv2.seamlessClone)"
         if recipe == "style-fusion" and boxes is not None and two_cells:
