@@ -99,22 +99,24 @@ def parse_ratio(
         ratio = value
     elif isinstance(value, tuple):
         if len(value) != 2:
-            raise RatioError(f"invalid ratio {value!r}: expected two numbers W:H")
-        ratio = _ratio_from_numbers(float(value[0]), float(value[1]), repr(value))
+            raise RatioError(_invalid(repr(value), "expected two numbers W:H"))
+        try:
+            w, h = float(value[0]), float(value[1])
+        except (TypeError, ValueError):
+            raise RatioError(_invalid(repr(value), "expected two numbers W:H")) from None
+        ratio = _ratio_from_numbers(w, h, repr(value))
     elif isinstance(value, int | float):
         ratio = _ratio_from_numbers(float(value), 1.0, repr(value))
     elif isinstance(value, str):
         m = _RATIO_RE.match(value)
         if m:
-            ratio = _ratio_from_numbers(float(m.group(1)), float(m.group(2)), value)
-        elif _NUMBER_RE.match(value):
-            ratio = _ratio_from_numbers(float(value), 1.0, value)
+            ratio = _ratio_from_numbers(float(m.group(1)), float(m.group(2)), repr(value))
+        elif n := _NUMBER_RE.match(value):
+            ratio = _ratio_from_numbers(float(n.group(1)), 1.0, repr(value))
         else:
-            raise RatioError(
-                f"invalid ratio {value!r}: write it as W:H with positive numbers, e.g. 16:9"
-            )
+            raise RatioError(_invalid(repr(value), "write it as W:H with positive numbers"))
     else:
-        raise RatioError(f"invalid ratio {value!r}: write it as W:H, e.g. 16:9")
+        raise RatioError(_invalid(repr(value), "write it as W:H"))
     if check_range and not (MIN_ASPECT - 1e-9 <= ratio.value <= MAX_ASPECT + 1e-9):
         raise RatioError(
             f"ratio {ratio} is out of range: Kontext accepts {RANGE_TEXT} "
@@ -125,8 +127,13 @@ def parse_ratio(
 
 def _ratio_from_numbers(w: float, h: float, shown: str) -> Ratio:
     if not (math.isfinite(w) and math.isfinite(h)) or w <= 0 or h <= 0:
-        raise RatioError(f"invalid ratio {shown!r}: both sides must be positive numbers")
+        raise RatioError(_invalid(shown, "both sides must be positive numbers"))
     return Ratio(w, h)
+
+
+def _invalid(shown: str, why: str) -> str:
+    # The contract: every invalid ratio is an input error that names the allowed range.
+    return f"invalid ratio {shown}: {why}, with W/H from {RANGE_TEXT} (e.g. 16:9)"
 
 
 def clamp_aspect(aspect: float) -> float:
@@ -175,9 +182,27 @@ def size_for(
         raise RatioError(f"megapixels must be a positive number, got {megapixels!r}")
     if not isinstance(multiple, int) or multiple < 1:
         raise RatioError(f"multiple must be a positive whole number, got {multiple!r}")
+    best = _best_size(r.value, megapixels, multiple, inside_range=False)
+    if best is None:
+        raise RatioError(
+            f"no size with sides multiple of {multiple} is within 5% of {megapixels} MP "
+            f"at ratio {r}; raise --megapixels or lower --multiple"
+        )
+    return best
+
+
+def _best_size(
+    aspect: float, megapixels: float, multiple: int, *, inside_range: bool
+) -> tuple[int, int] | None:
+    """The size_for search; with ``inside_range`` only sizes whose own aspect is in 3:7..7:3.
+
+    For each width the admissible heights form an interval (area bound, and the
+    range when asked); the best height in it is the one nearest the ideal, i.e.
+    the floor or ceiling of the ideal clamped into the interval. So this is exact,
+    not a neighbourhood search.
+    """
     budget = megapixels * MEGAPIXEL
     lo_area, hi_area = budget * (1 - AREA_TOLERANCE), budget * (1 + AREA_TOLERANCE)
-    aspect = r.value
     log_aspect = math.log(aspect)
     slack = math.exp(ASPECT_TOLERANCE)
     w_min = math.sqrt(lo_area * aspect / slack)
@@ -187,11 +212,20 @@ def size_for(
     k_hi = max(k_lo, math.ceil(w_max / multiple))
     for k in range(k_lo, k_hi + 1):
         w = k * multiple
-        ideal_h = w / aspect
-        for j in {max(1, math.floor(ideal_h / multiple)), max(1, math.ceil(ideal_h / multiple))}:
+        j_lo = max(1, math.ceil(lo_area / w / multiple))
+        j_hi = math.floor(hi_area / w / multiple)
+        if inside_range:
+            j_lo = max(j_lo, math.ceil(w / MAX_ASPECT / multiple - 1e-9))
+            j_hi = min(j_hi, math.floor(w / MIN_ASPECT / multiple + 1e-9))
+        if j_lo > j_hi:
+            continue
+        ideal = w / aspect / multiple
+        for j in {min(j_hi, max(j_lo, math.floor(ideal))), min(j_hi, max(j_lo, math.ceil(ideal)))}:
             h = j * multiple
             area = w * h
             if not lo_area <= area <= hi_area:
+                continue
+            if inside_range and not MIN_ASPECT <= w / h <= MAX_ASPECT:
                 continue
             err = abs(math.log(w / h) - log_aspect)
             if err > ASPECT_TOLERANCE:
@@ -199,12 +233,7 @@ def size_for(
             key = (round(err, 12), abs(area - budget), w, h)
             if best is None or key < best:
                 best = key
-    if best is None:
-        raise RatioError(
-            f"no size with sides multiple of {multiple} is within 5% of {megapixels} MP "
-            f"at ratio {r}; raise --megapixels or lower --multiple"
-        )
-    return best[2], best[3]
+    return None if best is None else (best[2], best[3])
 
 
 def bucket_for(ratio: str | float | tuple[float, float] | Ratio) -> tuple[int, int]:
@@ -353,13 +382,25 @@ def plan_layout(
     s = (-qb + math.sqrt(max(qb * qb - 4 * qa * qc, 0.0))) / (2 * qa)
     s = max(s, 1e-9)
 
+    natural_aspect = (unit_w * s + gaps_x) / (unit_h * s + gaps_y)
+    # Like size_for, but the canvas's own aspect must stay inside 3:7..7:3: at the
+    # ends of the range size_for's 0.02 tolerance could step just outside it.
+    target = clamp_aspect(natural_aspect)
+    found = _best_size(target, megapixels, multiple, inside_range=True)
+    if found is None:
+        raise RatioError(
+            f"no canvas with sides multiple of {multiple} is within 5% of {megapixels} MP "
+            f"at ratio {simple_ratio_string(target)}; raise --megapixels"
+        )
+    canvas = found
     if not upscale:
         native = _native_scale(layout, sizes, aspects)
-        if native < s:
+        # Compare with the scale the budget canvas actually gives the content: when
+        # the canvas is padded into 3:7..7:3 the content gets less than ``s``, and a
+        # native-scale picture would then make a canvas far over the budget.
+        fit = min((canvas[0] - gaps_x) / unit_w, (canvas[1] - gaps_y) / unit_h)
+        if native < fit:
             return _place(layout, sizes, aspects, rows, cols, gutter, None, native, multiple)
-
-    natural_aspect = (unit_w * s + gaps_x) / (unit_h * s + gaps_y)
-    canvas = size_for(Ratio(clamp_aspect(natural_aspect), 1.0), megapixels, multiple)
     return _place(layout, sizes, aspects, rows, cols, gutter, canvas, None, multiple)
 
 
@@ -380,14 +421,18 @@ def _content_size(
 ) -> tuple[int, int, list[tuple[int, int]], tuple[int, int]]:
     """Pixel sizes of the pictures at content scale ``s``, the grid cell, and the content extent."""
     sizes: list[tuple[int, int]] = []
+    # Below one pixel per unit the shared side is clamped to 1 px; the other side
+    # must then follow s itself, not the clamped side, or very wide (tall) pictures
+    # would be drawn at full source size and overflow the canvas.
+    along = math.floor(s) if s >= 1 else s
     if layout == "horizontal":
         h = max(1, math.floor(s))
-        sizes = [(max(1, round(a * h)), h) for a in aspects]
+        sizes = [(max(1, round(a * along)), h) for a in aspects]
         cw = sum(w for w, _ in sizes) + gutter * (len(sizes) - 1)
         return cw, h, sizes, (0, 0)
     if layout == "vertical":
         w = max(1, math.floor(s))
-        sizes = [(w, max(1, round(w / a))) for a in aspects]
+        sizes = [(w, max(1, round(along / a))) for a in aspects]
         ch = sum(h for _, h in sizes) + gutter * (len(sizes) - 1)
         return w, ch, sizes, (0, 0)
     cell_aspect = math.exp(sum(math.log(a) for a in aspects) / len(aspects))
@@ -431,12 +476,22 @@ def _place(
                 f"gutter {gutter}px leaves no room for the pictures on a {cw_px}x{ch_px} canvas"
             )
         s = min(avail_w / unit_w, avail_h / unit_h)
-        # Rounding each picture may overshoot by a few pixels: shrink until it fits.
-        for _ in range(64):
+        # Rounding each picture (and the 1-px floor) may overshoot: shrink until it
+        # fits. Every picture is at least 1 px and avail >= cols/rows, so a small
+        # enough s always fits; usually one or two steps do.
+        for _ in range(200):
             content_w, content_h, pics, cell = _content_size(layout, aspects, rows, cols, gutter, s)
             if content_w <= cw_px and content_h <= ch_px:
                 break
-            s = s * 0.999 - 0.5
+            over = max((content_w - gaps_x) / avail_w, (content_h - gaps_y) / avail_h)
+            # s / over never undershoots what fits (1-px pictures do not shrink with s);
+            # otherwise step the whole-pixel side down by one, so nothing is lost to rounding.
+            if s >= 2:
+                s = min(s / over, math.floor(s) - 1.0)
+            else:
+                s = min(s / over, s * 0.99 if s < 1 else 0.999)
+        else:  # pragma: no cover - guarded by the room check above
+            raise ValueError(f"cannot fit the pictures on a {cw_px}x{ch_px} canvas")
     else:
         assert scale is not None
         s = scale

@@ -9,9 +9,11 @@ pixel is decoded, so a decompression bomb costs a header read.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -96,6 +98,9 @@ def read_url(
     if scheme not in ("http", "https"):
         raise ImageError(f"{url}: only http and https URLs are accepted")
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
+    # ``timeout`` bounds each socket operation; the deadline bounds the whole
+    # download, so a server that trickles bytes cannot hold us forever.
+    deadline = time.monotonic() + timeout
     try:
         with _OPENER.open(req, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
@@ -103,23 +108,44 @@ def read_url(
                 raise ImageError(
                     f"{url}: {int(length)} bytes is over the {max_bytes}-byte download cap"
                 )
+            # read1 returns what one receive gives, so the deadline is checked often.
+            read = getattr(resp, "read1", resp.read)
             buf = io.BytesIO()
             while True:
-                chunk = resp.read(1 << 16)
+                chunk = read(1 << 16)
                 if not chunk:
                     break
                 buf.write(chunk)
                 if buf.tell() > max_bytes:
                     raise ImageError(f"{url}: larger than the {max_bytes}-byte download cap")
+                if time.monotonic() > deadline:
+                    raise ImageError(f"{url}: cannot download (timed out after {timeout:g} s)")
+            if length and length.isdigit() and buf.tell() < int(length):
+                # read1 reports a dropped connection as an early end: never keep half a file.
+                raise ImageError(
+                    f"{url}: cannot download (connection closed after {buf.tell()} "
+                    f"of {int(length)} bytes)"
+                )
             return buf.getvalue()
     except ImageError:
         raise
+    except http.client.HTTPException as exc:  # malformed replies, broken chunked bodies
+        raise ImageError(f"{url}: cannot download ({_one_line(exc)})") from None
     except urllib.error.HTTPError as exc:
-        raise ImageError(f"{url}: HTTP {exc.code} {exc.reason}") from None
+        raise ImageError(f"{url}: HTTP {exc.code} {_flat(str(exc.reason))}") from None
     except urllib.error.URLError as exc:
-        raise ImageError(f"{url}: cannot download ({exc.reason})") from None
+        raise ImageError(f"{url}: cannot download ({_flat(str(exc.reason))})") from None
     except (TimeoutError, OSError) as exc:
-        raise ImageError(f"{url}: cannot download ({exc.__class__.__name__}: {exc})") from None
+        raise ImageError(f"{url}: cannot download ({_one_line(exc)})") from None
+
+
+def _flat(text: str) -> str:
+    # Server-supplied text may hold line breaks; errors are one line.
+    return " ".join(text.split())
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {_flat(str(exc))}".rstrip(": ")
 
 
 def read_source_bytes(

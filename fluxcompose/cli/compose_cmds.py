@@ -8,7 +8,7 @@ import click
 
 from .. import geometry
 from ..compose import MAX_SOURCES, compose
-from ..errors import InputError
+from ..errors import InputError, RatioError
 from ._common import RatioType, print_json
 
 
@@ -49,7 +49,7 @@ def size_cmd(
     else:
         try:
             width, height = geometry.size_for(ratio, megapixels, multiple)
-        except geometry.RatioError as exc:
+        except RatioError as exc:
             raise InputError(str(exc)) from None
     if as_json:
         print_json(
@@ -130,7 +130,6 @@ def compose_cmd(
     if output.exists() and output.is_dir():
         raise InputError(f"{output}: is a directory")
     label_arg: bool | list[str] = list(label_texts) if label_texts else labels
-    output.parent.mkdir(parents=True, exist_ok=True)
     composite = compose(
         list(images),
         layout=layout,
@@ -143,6 +142,8 @@ def compose_cmd(
         upscale=not no_upscale,
         workers=2,
     )
+    # Only now, with a canvas in hand: bad input must leave nothing behind, not even a folder.
+    output.parent.mkdir(parents=True, exist_ok=True)
     composite.save(output)
     if as_json:
         print_json(composite.to_dict())
