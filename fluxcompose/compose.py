@@ -129,7 +129,7 @@ class Composite:
                     scale=float(c.get("scale", 1.0)),
                     orientation_applied=int(c.get("orientation_applied", 1)),
                     name=c.get("name"),
-                    source_size=tuple(c["source_size"]) if c.get("source_size") else None,  # type: ignore[arg-type]
+                    source_size=_size_pair(c.get("source_size")),
                 )
                 for c in data["cells"]
             ]
@@ -171,6 +171,13 @@ class Composite:
         save_image_atomic(self.image, out, quality=95)
         write_bytes_atomic(lay, (self.to_json() + "\n").encode())
         return out, lay
+
+
+def _size_pair(value: Any) -> tuple[int, int] | None:
+    if not value:
+        return None
+    w, h = value
+    return int(w), int(h)
 
 
 def crop_cell(image: Image.Image, cell: Cell, canvas_size: tuple[int, int]) -> Image.Image:
@@ -283,7 +290,7 @@ def compose(
     if outline:
         _draw_outlines(canvas, cells, bg)
     if labels:
-        texts = [str(i + 1) for i in range(len(cells))] if labels is True else list(labels)  # type: ignore[arg-type]
+        texts = [str(i + 1) for i in range(len(cells))] if labels is True else list(labels)
         if len(texts) < len(cells):
             texts += [str(i + 1) for i in range(len(texts), len(cells))]
         _draw_labels(canvas, cells, texts)
