@@ -12,7 +12,6 @@ from __future__ import annotations
 import email.utils
 import http.client
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import RateLimited, ResultExpired, TaskFailed, TransientError
+from .images import temp_file_beside
 
 __all__ = [
     "download_result",
@@ -94,8 +94,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def _temp_in(outdir: Path, stem: str) -> tuple[BinaryIO, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{stem}.", suffix=".part", dir=outdir)
-    return os.fdopen(fd, "wb"), Path(name)
+    return temp_file_beside(outdir / stem)  # type: ignore[return-value]
 
 
 def _finish(handle: BinaryIO, tmp: Path, outdir: Path, stem: str, ext: str) -> Path:

@@ -37,6 +37,7 @@ __all__ = [
     "LoadedImage",
     "SourceImage",
     "atomic_path",
+    "temp_file_beside",
     "encode_image",
     "load_image",
     "open_source",
@@ -360,19 +361,38 @@ def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
 # --------------------------------------------------------------------------- writing
 
 
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
-    target = Path(path)
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()  # read once at import: os.umask is process-wide, not thread-safe
+
+
+def temp_file_beside(target: str | Path) -> tuple[IO[bytes], Path]:
+    """An open temporary file in ``target``'s folder, with ordinary permissions.
+
+    mkstemp creates files readable by the owner only; results are meant to be
+    shared like any file the user writes, so the mode follows the umask.
+    """
+    target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise InputError(f"{target}: folder {folder} does not exist")
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=folder)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    os.fchmod(fd, 0o666 & ~_UMASK)
+    return os.fdopen(fd, "wb"), Path(tmp)
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
+    handle, tmp_path = temp_file_beside(path)
+    handle.close()
     try:
         yield tmp_path
-        os.replace(tmp_path, target)
+        os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise

@@ -53,6 +53,7 @@ __all__ = [
     "generate_with_retries",
     "prepare_job",
     "resolve_aspect_ratio",
+    "complete_job",
     "run_job",
     "save_result",
 ]
@@ -248,9 +249,9 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         variables = {**recipe.variables, **dict(spec.variables)}
     else:
         if spec.variables:
-            prompt = Recipe(name="prompt", description="", sources=(), prompt=spec.prompt or "").render(
-                spec.variables, spec.prompt
-            )
+            prompt = Recipe(
+                name="prompt", description="", sources=(), prompt=spec.prompt or ""
+            ).render(spec.variables, spec.prompt)
         else:
             prompt = spec.prompt or ""
         variables = dict(spec.variables)
@@ -329,7 +330,7 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         aspect_ratio=aspect_ratio,
         seed=seed,
         safety_tolerance=safety,
-        output_format=fmt,
+        output_format="jpeg" if fmt == "jpeg" else "png",
         prompt_upsampling=upsampling,
         context=context,
     )
@@ -367,7 +368,9 @@ def _job_hash(
         "recipe": recipe.to_dict() if recipe else None,
         "request": request.describe() | {"input_image": None},
         "sources": [s["sha256"] for s in sources],
-        "canvas": None if composite is None else [composite.width, composite.height, composite.layout],
+        "canvas": None
+        if composite is None
+        else [composite.width, composite.height, composite.layout],
     }
     digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
     prefix = recipe.name if recipe else "prompt"
@@ -386,7 +389,9 @@ def generate_once(
 ) -> GenerationResult:
     """One attempt at the generation (a paid call unless ``resume_task_id`` is given)."""
     try:
-        return backend.generate(prepared.request, on_submitted=on_submitted, resume_task_id=resume_task_id)
+        return backend.generate(
+            prepared.request, on_submitted=on_submitted, resume_task_id=resume_task_id
+        )
     except GenerationError as exc:
         exc.job_id = exc.job_id or prepared.job_id
         raise
@@ -401,7 +406,7 @@ def retry_delay(exc: BaseException, attempt: int, *, rng: random.Random | None =
     if isinstance(exc, RateLimited):
         after = exc.retry_after if exc.retry_after is not None else RETRY_AFTER_DEFAULT
         return min(max(after, 0.0), RETRY_AFTER_MAX)
-    cap = min(BACKOFF_MAX, BACKOFF_BASE * 2 ** max(attempt - 1, 0))
+    cap = min(BACKOFF_MAX, BACKOFF_BASE * 2.0 ** max(attempt - 1, 0))
     r = (rng or random).uniform(0.0, cap)
     return 0.1 * cap + 0.9 * r
 
@@ -471,7 +476,9 @@ def save_result(
     if result.data is not None:
         return write_result_bytes(result.data, outdir, prepared.job_id)
     if not result.url:
-        raise TransientError("the backend returned neither an image nor a link", job_id=prepared.job_id)
+        raise TransientError(
+            "the backend returned neither an image nor a link", job_id=prepared.job_id
+        )
     for attempt in range(1, attempts + 1):
         try:
             return download_result(result.url, outdir, prepared.job_id)
@@ -493,7 +500,9 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _compare(prepared: PreparedJob, output_path: Path, outdir: Path) -> tuple[dict[str, Any] | None, Path | None]:
+def _compare(
+    prepared: PreparedJob, output_path: Path, outdir: Path
+) -> tuple[dict[str, Any] | None, Path | None]:
     """Compare the output with its sources and draw the sheet; (report dict, sheet path)."""
     from . import compare as compare_mod
     from . import sheet as sheet_mod
@@ -561,7 +570,9 @@ def finish_job(
     outdir.mkdir(parents=True, exist_ok=True)
     canvas_path: Path | None = None
     if prepared.canvas_bytes is not None:
-        canvas_path = write_bytes_atomic(outdir / f"{prepared.job_id}.canvas.png", prepared.canvas_bytes)
+        canvas_path = write_bytes_atomic(
+            outdir / f"{prepared.job_id}.canvas.png", prepared.canvas_bytes
+        )
     metrics: dict[str, Any] | None = None
     sheet_path: Path | None = None
     if compare:
@@ -583,7 +594,8 @@ def finish_job(
         timings=all_timings,
     )
     sidecar_path = write_bytes_atomic(
-        outdir / f"{prepared.job_id}.json", (json.dumps(sidecar, indent=2, default=str) + "\n").encode()
+        outdir / f"{prepared.job_id}.json",
+        (json.dumps(sidecar, indent=2, default=str) + "\n").encode(),
     )
     passed = None if metrics is None else metrics.get("passed")
     return JobOutcome(
@@ -684,6 +696,21 @@ def run_job(
 ) -> JobOutcome:
     """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.png`` and ``<job>.json``."""
     prepared = prepare_job(spec, backend_name=backend.name)
+    return complete_job(
+        prepared, backend, outdir, compare=compare, max_attempts=max_attempts, on_retry=on_retry
+    )
+
+
+def complete_job(
+    prepared: PreparedJob,
+    backend: Backend,
+    outdir: Path,
+    *,
+    compare: bool = True,
+    max_attempts: int = 4,
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+) -> JobOutcome:
+    """Generate, download and finish a prepared job (everything after :func:`prepare_job`)."""
     t0 = time.perf_counter()
     task: dict[str, str] = {}
     result = generate_with_retries(
@@ -716,4 +743,3 @@ def parse_seed(value: str) -> int:
     if seed < 0 or seed >= 2**63:
         raise InputError(f"seed must be between 0 and 2^63-1, got {value}")
     return seed
-

@@ -81,7 +81,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _error(message: str) -> None:
-    click.echo(f"fluxcompose: error: {message}", err=True)
+    # One line whatever the message holds: server texts can span lines.
+    click.echo(f"fluxcompose: error: {' '.join(message.split())}", err=True)
 
 
 @click.group(cls=FluxGroup, context_settings={"help_option_names": ["-h", "--help"]})

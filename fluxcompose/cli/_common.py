@@ -13,7 +13,7 @@ from .. import geometry
 from ..errors import InputError, RatioError
 
 
-class RatioType(click.ParamType):
+class RatioType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
     """A ``W:H`` ratio inside 3:7..7:3, parsed at the edge into a :class:`geometry.Ratio`."""
 
     name = "RATIO"
@@ -51,15 +51,32 @@ def backend_options(f: _F) -> _F:
 
     for opt in reversed(
         [
-            click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
-                         help="local (offline preview), openai (OpenAI-compatible gateway, e.g. APIYI) "
-                              "or bfl (Black Forest Labs). Default: FLUXCOMPOSE_BACKEND, else by which key is set."),
-            click.option("--api-key", default=None, metavar="KEY",
-                         help="Key for the hosted backend (default: FLUXCOMPOSE_API_KEY or BFL_API_KEY)."),
-            click.option("--base-url", default=None, metavar="URL",
-                         help="API base URL (default: FLUXCOMPOSE_BASE_URL / BFL_BASE_URL, else the vendor's)."),
-            click.option("--transport", type=click.Choice(list(TRANSPORTS)), default="generations",
-                         show_default=True, help="openai backend: JSON generations or multipart edits."),
+            click.option(
+                "--backend",
+                type=click.Choice(list(BACKENDS)),
+                default=None,
+                help="local (offline preview), openai (OpenAI-compatible gateway, e.g. APIYI) "
+                "or bfl (Black Forest Labs). Default: FLUXCOMPOSE_BACKEND, else by which key is set.",
+            ),
+            click.option(
+                "--api-key",
+                default=None,
+                metavar="KEY",
+                help="Key for the hosted backend (default: FLUXCOMPOSE_API_KEY or BFL_API_KEY).",
+            ),
+            click.option(
+                "--base-url",
+                default=None,
+                metavar="URL",
+                help="API base URL (default: FLUXCOMPOSE_BASE_URL / BFL_BASE_URL, else the vendor's).",
+            ),
+            click.option(
+                "--transport",
+                type=click.Choice(list(TRANSPORTS)),
+                default="generations",
+                show_default=True,
+                help="openai backend: JSON generations or multipart edits.",
+            ),
         ]
     ):
         f = opt(f)
@@ -72,21 +89,52 @@ def request_options(f: _F) -> _F:
 
     for opt in reversed(
         [
-            click.option("--model", type=click.Choice(list(MODELS)), default=None,
-                         help="Default: the recipe's, else flux-kontext-pro."),
-            click.option("--seed", type=click.IntRange(min=0), default=None, help="Seed for reproducible output."),
-            click.option("--aspect-ratio", default=None, metavar="W:H|canvas|match:NAME",
-                         help="Output aspect ratio (3:7 to 7:3). Default: the recipe's rule."),
-            click.option("--safety-tolerance", type=click.IntRange(0, 6), default=None,
-                         help="0 (strict) to 6 (permissive). Default 2."),
+            click.option(
+                "--model",
+                type=click.Choice(list(MODELS)),
+                default=None,
+                help="Default: the recipe's, else flux-kontext-pro.",
+            ),
+            click.option(
+                "--seed",
+                type=click.IntRange(min=0),
+                default=None,
+                help="Seed for reproducible output.",
+            ),
+            click.option(
+                "--aspect-ratio",
+                default=None,
+                metavar="W:H|canvas|match:NAME",
+                help="Output aspect ratio (3:7 to 7:3). Default: the recipe's rule.",
+            ),
+            click.option(
+                "--safety-tolerance",
+                type=click.IntRange(0, 6),
+                default=None,
+                help="0 (strict) to 6 (permissive). Default 2.",
+            ),
             click.option("--output-format", type=click.Choice(["png", "jpeg"]), default=None),
-            click.option("--prompt-upsampling/--no-prompt-upsampling", default=None,
-                         help="Let the provider expand the prompt."),
-            click.option("--prompt", default=None, metavar="TEXT",
-                         help="Replace the recipe's prompt template ({variables} still work)."),
-            click.option("--var", "variables", multiple=True, metavar="KEY=VALUE",
-                         help="Set a recipe variable; repeatable."),
-            click.option("--no-compare", is_flag=True, help="Skip comparing the output with its sources."),
+            click.option(
+                "--prompt-upsampling/--no-prompt-upsampling",
+                default=None,
+                help="Let the provider expand the prompt.",
+            ),
+            click.option(
+                "--prompt",
+                default=None,
+                metavar="TEXT",
+                help="Replace the recipe's prompt template ({variables} still work).",
+            ),
+            click.option(
+                "--var",
+                "variables",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Set a recipe variable; repeatable.",
+            ),
+            click.option(
+                "--no-compare", is_flag=True, help="Skip comparing the output with its sources."
+            ),
         ]
     ):
         f = opt(f)
@@ -139,7 +187,9 @@ def load_recipe_arg(value: str | None) -> Any:
     return load_recipe(value)
 
 
-def choose_backend(backend: str | None, api_key: str | None, base_url: str | None, transport: str) -> Any:
+def choose_backend(
+    backend: str | None, api_key: str | None, base_url: str | None, transport: str
+) -> Any:
     """Resolve and build the backend; say on stderr which one is used."""
     from ..backends import make_backend, resolve_backend_name
 

@@ -10,7 +10,7 @@ import click
 from .. import pricing
 from ..backends import BACKENDS
 from ..backends.base import MODELS
-from ..errors import ChecksFailed
+from ..errors import ChecksFailed, InputError
 from ._common import (
     announce,
     backend_options,
@@ -26,19 +26,39 @@ from ._common import (
 
 @click.command("run")
 @click.argument("images", nargs=-1)
-@click.option("--recipe", "-r", default=None, metavar="NAME|PATH",
-              help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.")
-@click.option("-o", "--outdir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("fluxcompose-out"), show_default=True, help="Where to write the outputs.")
+@click.option(
+    "--recipe",
+    "-r",
+    default=None,
+    metavar="NAME|PATH",
+    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
+)
+@click.option(
+    "-o",
+    "--outdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("fluxcompose-out"),
+    show_default=True,
+    help="Where to write the outputs.",
+)
 @backend_options
 @request_options
-@click.option("--layout", type=click.Choice(["auto", "horizontal", "vertical", "grid"]), default=None,
-              help="Canvas layout (default: the recipe's).")
+@click.option(
+    "--layout",
+    type=click.Choice(["auto", "horizontal", "vertical", "grid"]),
+    default=None,
+    help="Canvas layout (default: the recipe's).",
+)
 @click.option("--gutter", type=click.IntRange(min=0), default=None, help="Pixels between cells.")
 @click.option("--megapixels", type=float, default=None, help="Canvas budget (default 1.0).")
 @click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
 @click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
-@click.option("--json", "as_json", is_flag=True, help="Print the sidecar (or, with --dry-run, the request) as JSON.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the sidecar (or, with --dry-run, the request) as JSON.",
+)
 def run_cmd(
     images: tuple[str, ...],
     recipe: str | None,
@@ -75,7 +95,7 @@ def run_cmd(
       fluxcompose run --prompt "a red fox in snow" --aspect-ratio 16:9 --output-format jpeg
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
     """
-    from ..run import ComposeOptions, JobSpec, prepare_job, run_job
+    from ..run import ComposeOptions, JobSpec, complete_job, prepare_job
 
     recipe_obj = load_recipe_arg(recipe)
     spec = JobSpec(
@@ -99,28 +119,26 @@ def run_cmd(
         name = resolve_backend_name(backend)
         prepared = prepare_job(spec, backend_name=name)
         described = prepared.describe()
-        notice(f"dry run: nothing sent (backend {name}, model {prepared.request.model}, "
-               f"estimated cost ${prepared.price_usd:.3f})")
+        notice(
+            f"dry run: nothing sent (backend {name}, model {prepared.request.model}, "
+            f"estimated cost ${prepared.price_usd:.3f})"
+        )
         if as_json:
             print_json(described)
         else:
             _print_dry_run(described)
         return
 
-    backend_obj = choose_backend(backend, api_key, base_url, transport)
-    from ..run import DEFAULT_MODEL
-
-    chosen_model = model or (recipe_obj.request.get("model") if recipe_obj else None) or DEFAULT_MODEL
-    announce(backend_obj, chosen_model, 1, pricing.price_per_call(backend_obj.name, chosen_model))
     if outdir.exists() and not outdir.is_dir():
-        from ..errors import InputError
-
         raise InputError(f"{outdir}: exists and is not a folder")
+    backend_obj = choose_backend(backend, api_key, base_url, transport)
+    prepared = prepare_job(spec, backend_name=backend_obj.name)
+    announce(backend_obj, prepared.request.model, 1, prepared.price_usd)
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
-        notice(f"attempt {attempt} failed ({exc}); retrying in {delay:.1f}s")
+        notice(f"attempt {attempt} failed ({' '.join(str(exc).split())}); retrying in {delay:.1f}s")
 
-    outcome = run_job(spec, backend_obj, outdir, compare=not no_compare, on_retry=on_retry)
+    outcome = complete_job(prepared, backend_obj, outdir, compare=not no_compare, on_retry=on_retry)
     if as_json:
         print_json(outcome.sidecar)
     notice(f"wrote {outcome.output_path}")
@@ -128,7 +146,9 @@ def run_cmd(
         notice(f"comparison sheet: {outcome.sheet_path}")
     notice(f"sidecar: {outcome.sidecar_path}")
     if outcome.checks_passed is False:
-        failed = [k for k, v in (outcome.metrics or {}).get("checks", {}).items() if not v.get("pass")]
+        failed = [
+            k for k, v in (outcome.metrics or {}).get("checks", {}).items() if not v.get("pass")
+        ]
         message = f"recipe checks failed: {', '.join(failed)}"
         if strict:
             raise ChecksFailed(message, job_id=outcome.job_id)
@@ -144,8 +164,17 @@ def _print_dry_run(described: dict[str, Any]) -> None:
         ("backend", described["backend"]),
         ("recipe", described["recipe"] or "-"),
     ]
-    rows += [(k, req[k]) for k in ("model", "aspect_ratio", "seed", "safety_tolerance", "output_format",
-                                   "prompt_upsampling")]
+    rows += [
+        (k, req[k])
+        for k in (
+            "model",
+            "aspect_ratio",
+            "seed",
+            "safety_tolerance",
+            "output_format",
+            "prompt_upsampling",
+        )
+    ]
     rows.append(("input_image", req["input_image"] or "(none: text-to-image)"))
     canvas = described.get("canvas")
     if canvas:
@@ -158,9 +187,15 @@ def _print_dry_run(described: dict[str, Any]) -> None:
 
 @click.command("cost")
 @click.argument("calls", type=click.IntRange(min=0))
-@click.option("--model", type=click.Choice(list(MODELS)), default="flux-kontext-pro", show_default=True)
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default=None,
-              help="Default: the one that would be used (by which key is set).")
+@click.option(
+    "--model", type=click.Choice(list(MODELS)), default="flux-kontext-pro", show_default=True
+)
+@click.option(
+    "--backend",
+    type=click.Choice(list(BACKENDS)),
+    default=None,
+    help="Default: the one that would be used (by which key is set).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def cost_cmd(calls: int, model: str, backend: str | None, as_json: bool) -> None:
     """Estimate the price of CALLS generations, APIYI and official side by side.
@@ -177,7 +212,9 @@ def cost_cmd(calls: int, model: str, backend: str | None, as_json: bool) -> None
     if as_json:
         print_json(est)
         return
-    click.echo(f"{calls} x {model} on {name}: ${est['usd']:.2f} (${est['usd_per_call']:.3f} per call)")
+    click.echo(
+        f"{calls} x {model} on {name}: ${est['usd']:.2f} (${est['usd_per_call']:.3f} per call)"
+    )
     click.echo(f"  APIYI (openai backend):  ${est['apiyi_usd']:.2f}")
     click.echo(f"  official (bfl backend):  ${est['official_usd']:.2f}")
     click.echo(f"  APIYI saves ${est['saving_usd']:.2f} ({est['saving_percent']:.1f}%)")
