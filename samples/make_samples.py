@@ -253,7 +253,7 @@ def blurred(mask: np.ndarray, sigma: float) -> Float:
 
 
 def make_model(rng: np.random.Generator, w: int = 768, h: int = 1024) -> Image.Image:
-    """A studio half-portrait: a person in a plain white crew-neck T-shirt, upright RGB."""
+    """A studio apparel shot: a person in a plain white crew-neck T-shirt, chin to waist, upright RGB."""
     shape = (h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     light = (-0.5, -0.6, 1.0)  # key light from the upper left, in front
@@ -438,6 +438,11 @@ def make_model(rng: np.random.Generator, w: int = 768, h: int = 1024) -> Image.I
             seams, (round(cx + sgn * 268), 632), (round(cx + sgn * 200), 660), 1.0, 2, cv2.LINE_AA
         )
     img *= (1 - 0.13 * cv2.GaussianBlur(seams, (0, 0), 0.9))[..., None]
+
+    # Frame it as apparel photos are: chin to waist, the chest in the middle, so a
+    # print "in the middle" lands on the chest.
+    x0, y0, cw, ch = 124, 322, 520, 693
+    img = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (w, h), interpolation=cv2.INTER_CUBIC)
 
     # Photographic finish: a slight lens softness, vignette and sensor grain.
     img = cv2.GaussianBlur(img, (0, 0), 0.6)
