@@ -138,6 +138,12 @@ def _b64_image(value: object) -> bytes | None:
         return None
 
 
+class _Server(ThreadingHTTPServer):
+    # The stdlib backlog of 5 drops connections when 24 clients connect at once.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class FakeAPI:
     """The fake server. Use ``with FakeAPI() as api:`` or ``start()``/``stop()``.
 
@@ -220,7 +226,7 @@ class FakeAPI:
         class Handler(_Handler):
             fake = api
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server = _Server(("127.0.0.1", 0), Handler)
         server.daemon_threads = True
         server.block_on_close = False  # idle keep-alive connections must not block stop()
         self._server = server

@@ -1,0 +1,251 @@
+"""``fluxcompose batch``: many jobs from a PAIRS file, concurrent and resumable."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from .. import pricing
+from ..errors import InputError
+from ._common import (
+    announce,
+    backend_options,
+    build_request_options,
+    choose_backend,
+    load_recipe_arg,
+    notice,
+    parse_variables,
+    print_json,
+    request_options,
+)
+
+__all__ = ["batch", "redacted_command"]
+
+_SECRET_OPTIONS = ("--api-key",)
+
+
+def redacted_command(argv: list[str]) -> str:
+    """The command line to run again, with any ``--api-key`` value replaced by ``...``."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append("...")
+            hide_next = False
+        elif arg in _SECRET_OPTIONS:
+            out.append(arg)
+            hide_next = True
+        elif any(arg.startswith(o + "=") for o in _SECRET_OPTIONS):
+            out.append(arg.split("=", 1)[0] + "=...")
+        else:
+            out.append(arg)
+    return shlex.join(["fluxcompose", *out])
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (finish what is in flight); a second one quits at once.
+
+    Quitting at once is safe: every committed journal transition survives, and the
+    next run resumes from there.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be installed from the main thread
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            notice("fluxcompose: stopping now; the journal has everything committed so far")
+            os._exit(130)
+        stop.set()
+        name = signal.Signals(signum).name
+        notice(
+            f"fluxcompose: {name}: not starting new jobs; waiting for the jobs in flight"
+            " to reach the journal (again to quit at once)"
+        )
+
+    sigs = [signal.SIGINT, signal.SIGTERM]
+    previous = {s: signal.getsignal(s) for s in sigs}
+    for s in sigs:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@click.command("batch")
+@click.argument("pairs", type=click.Path(path_type=Path, dir_okay=True))
+@click.option(
+    "--recipe",
+    "-r",
+    default=None,
+    metavar="NAME|PATH",
+    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
+)
+@click.option(
+    "-o",
+    "--outdir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Jobs in flight at once (capped by the backend's limit).",
+)
+@click.option(
+    "--budget",
+    type=click.FloatRange(min=0),
+    default=None,
+    metavar="USD",
+    help="Never start a job that would take this OUTDIR's total spend over USD.",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Attempts per job for 429, 5xx, timeouts and dropped connections.",
+)
+@click.option(
+    "--retry-failed", is_flag=True, help="Try failed jobs again (moderated ones are never retried)."
+)
+@backend_options
+@request_options
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+def batch(
+    pairs: Path,
+    recipe: str | None,
+    outdir: Path,
+    concurrency: int,
+    budget: float | None,
+    max_attempts: int,
+    retry_failed: bool,
+    backend: str | None,
+    api_key: str | None,
+    base_url: str | None,
+    transport: str,
+    model: str | None,
+    seed: int | None,
+    aspect_ratio: str | None,
+    safety_tolerance: int | None,
+    output_format: str | None,
+    prompt_upsampling: bool | None,
+    prompt: str | None,
+    variables: tuple[str, ...],
+    no_compare: bool,
+    as_json: bool,
+) -> int:
+    """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
+    id, prompt, seed, aspect_ratio, var.NAME columns), JSON Lines with the same
+    keys, or text with one left|right per line. Relative paths resolve against
+    the PAIRS file's folder.
+
+    Progress is journaled in OUTDIR/journal.sqlite: run the same command again
+    to resume. Done jobs are skipped and never paid for twice; BFL tasks already
+    submitted are polled by id. OUTDIR/report.html shows every job.
+
+    Exit status: 0 when every job is done, 1 when some failed or were not
+    started (budget), 2 for bad usage, 130 when interrupted.
+
+    \b
+    Examples:
+      fluxcompose batch pairs.csv --recipe pattern-transfer -o out/
+      fluxcompose batch pairs.txt -r side-by-side -o out/ --concurrency 16 --budget 5
+      fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
+    """
+    from ..batch import StderrProgress, run_batch
+    from ..pairs import read_pairs
+    from ..run import DEFAULT_MODEL, ComposeOptions
+
+    if outdir.exists() and not outdir.is_dir():
+        raise InputError(f"{outdir}: exists and is not a folder")
+    parsed = read_pairs(pairs)
+    recipe_obj = load_recipe_arg(recipe)
+    request = build_request_options(
+        model=model,
+        seed=seed,
+        aspect_ratio=aspect_ratio,
+        safety_tolerance=safety_tolerance,
+        output_format=output_format,
+        prompt_upsampling=prompt_upsampling,
+    )
+    backend_obj = choose_backend(backend, api_key, base_url, transport)
+    chosen_model = (
+        model or (recipe_obj.request.get("model") if recipe_obj else None) or DEFAULT_MODEL
+    )
+    announce(
+        backend_obj,
+        chosen_model,
+        len(parsed),
+        pricing.price_per_call(backend_obj.name, chosen_model),
+    )
+    stop = threading.Event()
+    with _stop_on_signals(stop):
+        summary: dict[str, Any] = dict(
+            run_batch(
+                parsed,
+                recipe_obj,
+                outdir,
+                backend=backend_obj,
+                request_options=request,
+                compose_options=ComposeOptions(),
+                prompt=prompt,
+                variables=parse_variables(variables),
+                concurrency=concurrency,
+                budget_usd=budget,
+                max_attempts=max_attempts,
+                retry_failed=retry_failed,
+                compare=not no_compare,
+                progress=StderrProgress(),
+                stop_event=stop,
+            )
+        )
+    if as_json:
+        print_json(summary)
+    _print_summary(summary)
+    if summary.get("interrupted"):
+        notice(
+            "fluxcompose: interrupted; to resume, run the same command again:\n  "
+            + redacted_command(sys.argv[1:])
+        )
+        return 130
+    if summary["failed"] or summary.get("pending"):
+        return 1
+    return 0
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    notice(
+        f"fluxcompose: {summary['done']}/{summary['jobs']} done"
+        f" ({summary['skipped']} already done before this run), {summary['failed']} failed,"
+        f" {summary.get('pending', 0)} not finished; spent ${summary['spent_usd']:.3f} in total;"
+        f" {summary['wall_s']:.1f} s"
+    )
+    errors = summary.get("errors") or []
+    for err in errors[:10]:
+        notice(f"  failed: {err['error']}")
+    if len(errors) > 10:
+        notice(f"  ... and {len(errors) - 10} more (see the report)")
+    if summary.get("budget_stopped"):
+        notice(
+            "fluxcompose: stopped at the budget; raise --budget and run the same command"
+            " to continue"
+        )
+    if summary.get("report"):
+        notice(f"fluxcompose: report: {summary['report']}")

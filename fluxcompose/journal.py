@@ -1,0 +1,472 @@
+"""The batch journal: one SQLite row per job, so a batch can stop at any moment and resume.
+
+``OUTDIR/journal.sqlite`` is opened in WAL mode. Every state transition is its own
+committed transaction, made *before* the pipeline takes the next step, so a
+``kill -9`` loses nothing that was committed: in WAL mode a commit has reached the
+operating system before ``commit()`` returns, which survives the death of the
+process. ``durable=True`` (the default, used for paid backends) adds
+``synchronous=FULL`` so a commit also survives a power cut; the free local backend
+uses ``NORMAL``, which is only exposed to power loss.
+
+States::
+
+    pending ──> submitted ──> downloaded ──> done
+       │            │              │
+       └────────────┴──────────────┴──────> failed
+
+``submitted`` means the provider accepted the task and ``task_id`` holds its id: a
+resumed run polls that id instead of paying again. API keys are never stored.
+
+The schema evolves through :data:`MIGRATIONS`, a numbered list of small functions
+recorded in the ``_migrations`` table (the simonw/llm pattern). Never edit a
+migration once it has shipped; append a new one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "JOURNAL_NAME",
+    "MIGRATIONS",
+    "STATES",
+    "Journal",
+    "JobRow",
+    "migrate",
+]
+
+JOURNAL_NAME = "journal.sqlite"
+STATES: tuple[str, ...] = ("pending", "submitted", "downloaded", "done", "failed")
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+@_migration
+def m001_jobs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            job_id        TEXT PRIMARY KEY,
+            line          INTEGER,
+            row_key       TEXT,
+            state         TEXT NOT NULL DEFAULT 'pending'
+                          CHECK (state IN ('pending','submitted','downloaded','done','failed')),
+            attempts      INTEGER NOT NULL DEFAULT 0,
+            backend       TEXT,
+            model         TEXT,
+            task_id       TEXT,
+            price_usd     REAL,
+            cost_usd      REAL NOT NULL DEFAULT 0,
+            error         TEXT,
+            error_kind    TEXT,
+            output_path   TEXT,
+            sidecar_path  TEXT,
+            metrics       TEXT,
+            checks_passed INTEGER,
+            sources       TEXT,
+            prompt        TEXT,
+            thumbs        TEXT,
+            timings       TEXT,
+            created_at    REAL NOT NULL,
+            updated_at    REAL NOT NULL,
+            started_at    REAL,
+            finished_at   REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX jobs_row_key ON jobs (row_key)")
+    db.execute("CREATE INDEX jobs_state ON jobs (state)")
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Run the migrations that have not run yet on ``db``, each in its own transaction.
+
+    ``db`` must be in autocommit mode (``isolation_level=None``): transactions are explicit.
+    """
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at REAL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        # One transaction: the migration and its record land together or not at all.
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            fn(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (fn.__name__, time.time()),
+            )
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+
+_JSON_COLUMNS = ("metrics", "sources", "thumbs", "timings")
+# INSERT ... RETURNING needs SQLite 3.35 (2021); older libraries read the row back instead.
+_RETURNING = " RETURNING *" if sqlite3.sqlite_version_info >= (3, 35, 0) else ""
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """One job as the journal holds it. Timestamps are Unix seconds; money is USD."""
+
+    job_id: str
+    line: int | None
+    row_key: str | None
+    state: str
+    attempts: int
+    backend: str | None
+    model: str | None
+    task_id: str | None
+    price_usd: float | None
+    cost_usd: float
+    error: str | None
+    error_kind: str | None
+    output_path: str | None
+    sidecar_path: str | None
+    metrics: dict[str, Any] | None
+    checks_passed: bool | None
+    sources: list[Any] | None
+    prompt: str | None
+    thumbs: dict[str, Any] | None
+    timings: dict[str, Any] | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> JobRow:
+        # Columns this version does not know (a journal migrated by a newer one) are ignored.
+        data = {k: v for k, v in dict(row).items() if k in _FIELDS}
+        for key in _JSON_COLUMNS:
+            if data[key] is not None:
+                data[key] = json.loads(data[key])
+        if data["checks_passed"] is not None:
+            data["checks_passed"] = bool(data["checks_passed"])
+        return cls(**data)
+
+
+_FIELDS = frozenset(f.name for f in fields(JobRow))
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str)
+
+
+class Journal:
+    """Thread-safe access to ``OUTDIR/journal.sqlite``.
+
+    One connection shared by all threads behind a lock: SQLite serialises writers
+    anyway, and each call is a short transaction, so the lock is never held
+    across network or CPU work.
+    """
+
+    def __init__(self, path: str | Path, *, durable: bool = True) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        # isolation_level=None: autocommit. Every transition is a single statement, hence
+        # its own transaction, committed when execute() returns. One statement rather than
+        # BEGIN/.../COMMIT also matters for speed: each call releases and re-takes the GIL,
+        # which costs up to a switch interval when many threads are busy.
+        self._db = sqlite3.connect(
+            str(self.path), check_same_thread=False, timeout=30.0, isolation_level=None
+        )
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        with self._lock:
+            migrate(self._db)
+
+    @classmethod
+    def for_outdir(cls, outdir: str | Path, *, durable: bool = True) -> Journal:
+        return cls(Path(outdir) / JOURNAL_NAME, durable=durable)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _write(self, sql: str, params: Sequence[Any]) -> sqlite3.Cursor:
+        """One statement, one transaction (autocommit), committed on return."""
+        with self._lock:
+            return self._db.execute(sql, params)
+
+    # -- reads -------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRow | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return None if row is None else JobRow.from_sql(row)
+
+    def find_by_row_key(self, row_key: str) -> JobRow | None:
+        """The most recently updated job recorded for a pairs-row key, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM jobs WHERE row_key = ? ORDER BY updated_at DESC LIMIT 1",
+                (row_key,),
+            ).fetchone()
+        return None if row is None else JobRow.from_sql(row)
+
+    def jobs(self, job_ids: Iterable[str] | None = None) -> list[JobRow]:
+        """All jobs (ordered by line), or those named, in the order given (missing ones left out)."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY line, created_at").fetchall()
+        out = [JobRow.from_sql(r) for r in rows]
+        if job_ids is None:
+            return out
+        by_id = {r.job_id: r for r in out}
+        return [by_id[j] for j in job_ids if j in by_id]
+
+    def counts(self) -> dict[str, int]:
+        """Number of jobs in each state (every state present, 0 when none)."""
+        with self._lock:
+            rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
+        out = dict.fromkeys(STATES, 0)
+        out.update({state: n for state, n in rows})
+        return out
+
+    def spent_usd(self) -> float:
+        """What every run recorded in this journal has spent, in USD."""
+        with self._lock:
+            (total,) = self._db.execute("SELECT COALESCE(SUM(cost_usd), 0) FROM jobs").fetchone()
+        return float(total)
+
+    # -- transitions (each one committed before returning) ------------------
+
+    def ensure(
+        self,
+        job_id: str,
+        *,
+        line: int | None = None,
+        row_key: str | None = None,
+        backend: str | None = None,
+        model: str | None = None,
+        price_usd: float | None = None,
+        prompt: str | None = None,
+        sources: list[Any] | None = None,
+    ) -> JobRow:
+        """Record a job as pending unless it exists; refresh its descriptive fields either way.
+
+        Returns the row as stored. Never changes the state, attempts, task id or cost of an
+        existing job, so the caller can decide what to do from the returned row.
+        """
+        now = time.time()
+        with self._lock:
+            cur = self._db.execute(
+                """
+                INSERT INTO jobs (job_id, line, row_key, backend, model, price_usd, prompt,
+                                  sources, created_at, updated_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (job_id) DO UPDATE SET
+                    line = COALESCE(excluded.line, line),
+                    row_key = COALESCE(excluded.row_key, row_key),
+                    backend = COALESCE(excluded.backend, backend),
+                    model = COALESCE(excluded.model, model),
+                    price_usd = COALESCE(excluded.price_usd, price_usd),
+                    prompt = COALESCE(excluded.prompt, prompt),
+                    sources = COALESCE(excluded.sources, sources),
+                    updated_at = excluded.updated_at
+                """
+                + _RETURNING,
+                (
+                    job_id,
+                    line,
+                    row_key,
+                    backend,
+                    model,
+                    price_usd,
+                    prompt,
+                    _dumps(sources),
+                    now,
+                    now,
+                ),
+            )
+            row = cur.fetchone() if _RETURNING else None
+        if row is not None:
+            return JobRow.from_sql(row)
+        got = self.get(job_id)
+        assert got is not None
+        return got
+
+    def _update(
+        self,
+        job_id: str,
+        *,
+        add_cost: float = 0.0,
+        add_attempts: int = 0,
+        started_at: float | None = None,
+        **fields: Any,
+    ) -> None:
+        """One UPDATE. Costs and attempts accumulate; ``started_at`` is kept once set."""
+        fields["updated_at"] = time.time()
+        for key in _JSON_COLUMNS:
+            if key in fields:
+                fields[key] = _dumps(fields[key])
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        # Costs accumulate: a job paid for, failed after payment and retried cost twice.
+        cols += ", cost_usd = cost_usd + ?, attempts = attempts + ?"
+        cols += ", started_at = COALESCE(started_at, ?)"
+        cur = self._write(
+            f"UPDATE jobs SET {cols} WHERE job_id = ?",
+            (*fields.values(), float(add_cost), int(add_attempts), started_at, job_id),
+        )
+        if cur.rowcount != 1:
+            raise KeyError(job_id)
+
+    def start_attempt(self, job_id: str) -> None:
+        """Count one more generation attempt (a submission or a resumed poll) on its own.
+
+        The batch folds this count into the next transition instead (``attempts=`` on
+        the ``mark_*`` methods), saving a write on the submission path.
+        """
+        self._update(job_id, add_attempts=1, started_at=time.time(), error=None, error_kind=None)
+
+    def mark_pending(self, job_id: str, *, error: str | None = None) -> None:
+        """Back to pending (a failed job being retried), forgetting any stale task id."""
+        self._update(job_id, state="pending", task_id=None, error=error, error_kind=None)
+
+    def mark_submitted(
+        self, job_id: str, task_id: str, *, attempts: int = 0, started_at: float | None = None
+    ) -> None:
+        """The provider accepted the task: from now on resume polls ``task_id``.
+
+        ``attempts`` (>= 0) are added to the count; ``started_at`` is kept if none is set.
+        """
+        self._update(
+            job_id,
+            add_attempts=attempts,
+            started_at=started_at,
+            state="submitted",
+            task_id=task_id,
+        )
+
+    def mark_downloaded(
+        self,
+        job_id: str,
+        output_path: str | Path,
+        *,
+        attempts: int = 0,
+        started_at: float | None = None,
+    ) -> None:
+        """The result is on disk (paid for); finishing it needs no network."""
+        self._update(
+            job_id,
+            add_attempts=attempts,
+            started_at=started_at,
+            state="downloaded",
+            output_path=str(output_path),
+            error=None,
+            error_kind=None,
+        )
+
+    def mark_done(
+        self,
+        job_id: str,
+        *,
+        output_path: str | Path,
+        cost_usd: float,
+        sidecar_path: str | Path | None = None,
+        metrics: dict[str, Any] | None = None,
+        checks_passed: bool | None = None,
+        timings: dict[str, Any] | None = None,
+        thumbs: dict[str, Any] | None = None,
+    ) -> None:
+        """The job is finished; ``cost_usd`` (what this run paid for it) is added to its cost."""
+        self._update(
+            job_id,
+            add_cost=cost_usd,
+            state="done",
+            output_path=str(output_path),
+            sidecar_path=None if sidecar_path is None else str(sidecar_path),
+            metrics=metrics,
+            checks_passed=None if checks_passed is None else int(bool(checks_passed)),
+            timings=timings,
+            thumbs=thumbs,
+            error=None,
+            error_kind=None,
+            finished_at=time.time(),
+        )
+
+    def mark_failed(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        kind: str,
+        cost_usd: float | None = None,
+        thumbs: dict[str, Any] | None = None,
+        attempts: int = 0,
+        started_at: float | None = None,
+    ) -> None:
+        """A failure with its one-line reason; ``kind`` is moderated, auth, request, transient...
+
+        ``cost_usd`` is set when the provider was paid anyway (a result that could not
+        be finished), so the budget keeps counting it.
+        """
+        fields: dict[str, Any] = {
+            "state": "failed",
+            "error": error,
+            "error_kind": kind,
+            "finished_at": time.time(),
+        }
+        if thumbs is not None:
+            fields["thumbs"] = thumbs
+        self._update(
+            job_id,
+            add_cost=cost_usd or 0.0,
+            add_attempts=attempts,
+            started_at=started_at,
+            **fields,
+        )
+
+    def note_retry(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        kind: str,
+        attempts: int = 1,
+        started_at: float | None = None,
+    ) -> None:
+        """Another attempt is about to start after ``error`` (``attempts`` added, default 1)."""
+        self._update(
+            job_id, add_attempts=attempts, started_at=started_at, error=error, error_kind=kind
+        )
+
+    def note_error(
+        self,
+        job_id: str,
+        error: str,
+        *,
+        kind: str,
+        attempts: int = 0,
+        started_at: float | None = None,
+    ) -> None:
+        """Record the latest error without changing the state (a stop mid-job)."""
+        self._update(
+            job_id, add_attempts=attempts, started_at=started_at, error=error, error_kind=kind
+        )
+
+    def set_thumbs(self, job_id: str, thumbs: dict[str, Any]) -> None:
+        self._update(job_id, thumbs=thumbs)

@@ -1,0 +1,320 @@
+"""``OUTDIR/report.html``: one self-contained page for a batch.
+
+The page has inline CSS and no external resources; every link and ``<img src>`` is
+relative to OUTDIR, so the folder can be moved or zipped and still opens from disk.
+Sources are shown as small JPEG thumbnails written to ``OUTDIR/thumbs/`` (cut from
+the canvas, so they exist even when the sources live elsewhere or were URLs), and
+link to the source itself. All text is escaped.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from .journal import JobRow
+
+__all__ = [
+    "REPORT_NAME",
+    "THUMBS_DIR",
+    "ReportWriter",
+    "make_thumbs",
+    "render_report",
+    "write_report",
+]
+
+REPORT_NAME = "report.html"
+THUMBS_DIR = "thumbs"
+THUMB_SIZE = 160  # longest side, pixels
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Temp file beside ``path``, then rename: a reader never sees half a page.
+
+    No fsync: the report and thumbnails are derived data, rebuilt from the journal.
+    """
+    # os.open with 0o666 so the umask applies (mkstemp would make the page owner-only).
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _thumb_bytes(image: Image.Image, size: int) -> bytes:
+    im = image.convert("RGB") if image.mode != "RGB" else image.copy()
+    im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=80)
+    return buf.getvalue()
+
+
+def make_thumbs(
+    outdir: str | Path,
+    job_id: str,
+    *,
+    canvas: Image.Image | bytes | None = None,
+    cells: Sequence[tuple[int, int, int, int]] = (),
+    output: str | Path | None = None,
+    size: int = THUMB_SIZE,
+) -> dict[str, Any]:
+    """Write JPEG thumbnails for a job into ``OUTDIR/thumbs/``; return their relative paths.
+
+    ``canvas`` is the composed canvas (a PIL image or encoded bytes) and ``cells`` the
+    ``(x0, y0, x1, y1)`` boxes of the sources on it, in canvas pixels. ``output`` is
+    the result file. Returns ``{"sources": [...], "output": str | None}``; a thumbnail
+    that cannot be made is simply left out (the report is cosmetic, the job is not).
+    """
+    out_dir = Path(outdir)
+    folder = out_dir / THUMBS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {"sources": [], "output": None}
+    if canvas is not None and cells:
+        try:
+            im = Image.open(io.BytesIO(canvas)) if isinstance(canvas, bytes) else canvas
+            for i, box in enumerate(cells, start=1):
+                name = f"{job_id}.src{i}.jpg"
+                _write_atomic(folder / name, _thumb_bytes(im.crop(box), size))
+                result["sources"].append(f"{THUMBS_DIR}/{name}")
+        except (OSError, ValueError):
+            result["sources"] = []
+    if output is not None:
+        try:
+            with Image.open(output) as im:
+                im.draft("RGB", (size, size))  # JPEG: decode at 1/2..1/8 scale, >= size
+                name = f"{job_id}.out.jpg"
+                _write_atomic(folder / name, _thumb_bytes(im, size))
+                result["output"] = f"{THUMBS_DIR}/{name}"
+        except (OSError, ValueError, Image.DecompressionBombError):
+            pass
+    return result
+
+
+# -- the page ---------------------------------------------------------------------
+
+_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222;background:#fafafa}
+h1{font-size:1.4em;margin:0 0 .3em}
+.totals{display:flex;flex-wrap:wrap;gap:1.2em;margin:.6em 0 1.2em;padding:.7em 1em;background:#fff;border:1px solid #ddd;border-radius:6px}
+.totals b{font-size:1.25em;display:block}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e4e4e4;padding:6px 8px;text-align:left;vertical-align:top}
+th{background:#f0f0f0;position:sticky;top:0}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc;background:#eee}
+.srcs{display:flex;gap:4px}
+.state-done{color:#17692e;font-weight:600}.state-failed{color:#b3261e;font-weight:600}
+.state-pending,.state-submitted,.state-downloaded{color:#8a6d00;font-weight:600}
+.pass{color:#17692e}.fail{color:#b3261e}
+.err{color:#b3261e;max-width:28em;word-break:break-word}
+.id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}
+.muted{color:#888}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _href(target: str, outdir: Path) -> str:
+    """A link that works from OUTDIR/report.html: URLs as is, files relative to OUTDIR."""
+    if target.lower().startswith(("http://", "https://")):
+        return _e(target)
+    try:
+        rel = os.path.relpath(target, outdir)
+    except ValueError:  # another drive on Windows
+        rel = Path(target).resolve().as_uri()
+        return _e(rel)
+    return _e(Path(rel).as_posix())
+
+
+def _num(value: Any, fmt: str = "{:.3f}") -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return fmt.format(value)
+    return '<span class="muted">–</span>'
+
+
+def _metric(metrics: Mapping[str, Any] | None, *path: str) -> Any:
+    cur: Any = metrics
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def _source_label(source: Any) -> str:
+    if isinstance(source, Mapping):
+        return str(source.get("source", ""))
+    return str(source)
+
+
+def _row_html(job: JobRow, outdir: Path) -> str:
+    thumbs = job.thumbs or {}
+    src_thumbs: list[str] = list(thumbs.get("sources") or [])
+    sources = job.sources or []
+    cells: list[str] = []
+    for i, src in enumerate(sources):
+        label = _source_label(src)
+        href = _href(label, outdir) if label else ""
+        if i < len(src_thumbs):
+            inner = f'<img src="{_e(src_thumbs[i])}" alt="source {i + 1}" loading="lazy">'
+        else:
+            inner = _e(Path(label).name if "://" not in label else label)
+        cells.append(f'<a href="{href}" title="{_e(label)}">{inner}</a>' if href else inner)
+    src_html = (
+        f'<div class="srcs">{"".join(cells)}</div>'
+        if cells
+        else '<span class="muted">text only</span>'
+    )
+
+    out_html = '<span class="muted">–</span>'
+    if job.output_path:
+        href = _href(job.output_path, outdir)
+        if thumbs.get("output"):
+            inner = f'<img src="{_e(thumbs["output"])}" alt="output" loading="lazy">'
+        else:
+            inner = _e(Path(job.output_path).name)
+        out_html = f'<a href="{href}">{inner}</a>'
+
+    m = job.metrics
+    checks = (
+        '<span class="muted">–</span>'
+        if job.checks_passed is None
+        else (
+            '<span class="pass">pass</span>'
+            if job.checks_passed
+            else '<span class="fail">fail</span>'
+        )
+    )
+    id_html = _e(job.job_id)
+    if job.sidecar_path:
+        id_html = f'<a href="{_href(job.sidecar_path, outdir)}">{id_html}</a>'
+    error = _e(job.error) if job.error else ""
+    if job.error_kind and job.error:
+        error = f"<b>{_e(job.error_kind)}</b>: {error}"
+    return (
+        "<tr>"
+        f'<td class="num">{_e(job.line) if job.line is not None else ""}</td>'
+        f'<td class="id">{id_html}</td>'
+        f'<td class="state-{_e(job.state)}">{_e(job.state)}</td>'
+        f"<td>{src_html}</td>"
+        f"<td>{out_html}</td>"
+        f'<td class="num">{_num(_metric(m, "ssim"))}</td>'
+        f'<td class="num">{_num(_metric(m, "ssim_outside_edit"))}</td>'
+        f'<td class="num">{_num(_metric(m, "pattern", "width_fraction"))}</td>'
+        f"<td>{checks}</td>"
+        f'<td class="num">{_num(job.cost_usd, "${:.3f}")}</td>'
+        f'<td class="num">{job.attempts}</td>'
+        f'<td class="err">{error}</td>'
+        "</tr>"
+    )
+
+
+def render_report(
+    outdir: str | Path,
+    jobs: Sequence[JobRow],
+    *,
+    title: str = "fluxcompose batch",
+    spent_usd: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """The report page as a string. ``spent_usd`` defaults to the sum over ``jobs``."""
+    out = Path(outdir).resolve()
+    counts: dict[str, int] = {}
+    for job in jobs:
+        counts[job.state] = counts.get(job.state, 0) + 1
+    spent = sum(j.cost_usd for j in jobs) if spent_usd is None else spent_usd
+    checked = [j for j in jobs if j.checks_passed is not None]
+    passed = sum(1 for j in checked if j.checks_passed)
+    in_progress = sum(counts.get(s, 0) for s in ("pending", "submitted", "downloaded"))
+    totals = [
+        ("jobs", str(len(jobs))),
+        ("done", str(counts.get("done", 0))),
+        ("failed", str(counts.get("failed", 0))),
+        ("not finished", str(in_progress)),
+        ("checks passed", f"{passed}/{len(checked)}" if checked else "–"),
+        ("spent", f"${spent:.3f}"),
+    ]
+    for key, value in (extra or {}).items():
+        totals.append((str(key), str(value)))
+    totals_html = "".join(f"<div><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
+    rows = "\n".join(_row_html(j, out) for j in jobs)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
+        f'<h1>{_e(title)}</h1><div class="muted">updated {_e(stamp)} · {_e(str(out))}</div>\n'
+        f'<div class="totals">{totals_html}</div>\n'
+        "<table><thead><tr><th>line</th><th>job</th><th>state</th><th>sources</th>"
+        "<th>output</th><th>ssim</th><th>ssim outside edit</th><th>pattern width</th>"
+        "<th>checks</th><th>cost</th><th>tries</th><th>error</th></tr></thead><tbody>\n"
+        f"{rows}\n</tbody></table></body></html>\n"
+    )
+
+
+def write_report(
+    outdir: str | Path,
+    jobs: Sequence[JobRow],
+    *,
+    title: str = "fluxcompose batch",
+    spent_usd: float | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``OUTDIR/report.html`` atomically and return its path."""
+    path = Path(outdir) / REPORT_NAME
+    page = render_report(outdir, jobs, title=title, spent_usd=spent_usd, extra=extra)
+    _write_atomic(path, page.encode("utf-8"))
+    return path
+
+
+class ReportWriter:
+    """Rewrites the report at most every ``interval`` seconds while a batch runs.
+
+    ``load`` returns the current jobs and spent total (usually from the journal).
+    """
+
+    def __init__(
+        self,
+        outdir: str | Path,
+        load: Callable[[], tuple[Sequence[JobRow], float]],
+        *,
+        title: str = "fluxcompose batch",
+        interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.outdir = Path(outdir)
+        self._load = load
+        self._title = title
+        self._interval = interval
+        self._clock = clock
+        self._last = -float("inf")
+        self._lock = threading.Lock()
+        self.path = self.outdir / REPORT_NAME
+
+    def maybe_write(self) -> bool:
+        """Write if the interval has passed since the last write; True when it wrote."""
+        if self._clock() - self._last < self._interval:
+            return False
+        self.write()
+        return True
+
+    def write(self, extra: Mapping[str, Any] | None = None) -> Path:
+        with self._lock:
+            jobs, spent = self._load()
+            write_report(self.outdir, jobs, title=self._title, spent_usd=spent, extra=extra)
+            self._last = self._clock()
+        return self.path
