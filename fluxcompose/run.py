@@ -334,7 +334,7 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         prompt_upsampling=upsampling,
         context=context,
     )
-    job_id = spec.job_id or _job_hash(recipe, request, sources_info, composite)
+    job_id = spec.job_id or _job_hash(recipe, request, sources_info, composite, backend_name)
     price = pricing.price_per_call(backend_name, model)
     timings["prepare_s"] = time.perf_counter() - t0
     return PreparedJob(
@@ -362,9 +362,15 @@ def _job_hash(
     request: GenerationRequest,
     sources: list[dict[str, Any]],
     composite: Composite | None,
+    backend_name: str,
 ) -> str:
-    """A short stable id: the same recipe, prompt, parameters and source content give the same id."""
+    """A short stable id: the same recipe, prompt, parameters and source content give the same id.
+
+    The backend is part of it: a free local preview must not make a later paid run
+    on the same OUTDIR look already done.
+    """
     basis = {
+        "backend": backend_name,
         "recipe": recipe.to_dict() if recipe else None,
         "request": request.describe() | {"input_image": None},
         "sources": [s["sha256"] for s in sources],
