@@ -53,6 +53,7 @@ __all__ = [
     "generate_with_retries",
     "prepare_job",
     "resolve_aspect_ratio",
+    "resolve_model",
     "complete_job",
     "run_job",
     "save_result",
@@ -169,6 +170,11 @@ def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any
     return default
 
 
+def resolve_model(recipe: Recipe | None, override: str | None) -> str:
+    """The model a job uses: the option, else the recipe's, else flux-kontext-pro."""
+    return str(_pick(override, recipe, "request", "model", DEFAULT_MODEL))
+
+
 def resolve_aspect_ratio(
     rule: str,
     *,
@@ -259,7 +265,7 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         raise InputError("the prompt is empty")
 
     ro = spec.request
-    model = _pick(ro.model, recipe, "request", "model", DEFAULT_MODEL)
+    model = resolve_model(recipe, ro.model)
     seed = _pick(ro.seed, recipe, "request", "seed", None)
     safety = _pick(ro.safety_tolerance, recipe, "request", "safety_tolerance", DEFAULT_SAFETY)
     fmt = _pick(ro.output_format, recipe, "request", "output_format", DEFAULT_FORMAT)

@@ -171,7 +171,7 @@ def batch(
     """
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
-    from ..run import DEFAULT_MODEL, ComposeOptions
+    from ..run import ComposeOptions, resolve_model
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
@@ -186,9 +186,7 @@ def batch(
         prompt_upsampling=prompt_upsampling,
     )
     backend_obj = choose_backend(backend, api_key, base_url, transport)
-    chosen_model = (
-        model or (recipe_obj.request.get("model") if recipe_obj else None) or DEFAULT_MODEL
-    )
+    chosen_model = resolve_model(recipe_obj, model)
     announce(
         backend_obj,
         chosen_model,
