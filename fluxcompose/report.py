@@ -119,7 +119,7 @@ img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc;backgro
 .state-done{color:#17692e;font-weight:600}.state-failed{color:#b3261e;font-weight:600}
 .state-pending,.state-submitted,.state-downloaded{color:#8a6d00;font-weight:600}
 .pass{color:#17692e}.fail{color:#b3261e}
-.err{color:#b3261e;min-width:14em;max-width:28em;overflow-wrap:anywhere}
+.err{color:#b3261e;min-width:12em;max-width:28em;overflow-wrap:anywhere}
 .id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;white-space:nowrap}
 .muted{color:#888}
 """
