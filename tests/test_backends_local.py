@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Any
 
 import cv2
@@ -25,10 +24,9 @@ from fluxcompose.backends.local import (
 )
 from fluxcompose.errors import ConfigError
 from fluxcompose.geometry import bucket_for
+from tests.paths import SHARED_IMAGES
 
-IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
-if not IMAGES.is_dir():  # the shared folder sits next to the repository
-    IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 
 TW, TH = 256, 256  # target cell; 1:1 so the output bucket (1024x1024) is an exact 4x
 

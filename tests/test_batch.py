@@ -36,9 +36,10 @@ from fluxcompose.journal import JobRow, Journal
 from fluxcompose.report import render_report
 from fluxcompose.run import ComposeOptions, RequestOptions
 from tests.fakeapi import FakeAPI, Scripted
+from tests.paths import SHARED_IMAGES
 
 KEY = "sk-batch-secret-7f3a9c"
-IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 PRICE = {"openai": 0.035, "bfl": 0.04}
 
 

@@ -26,8 +26,9 @@ from PIL import Image
 
 from fluxcompose.cli import cli
 from fluxcompose.geometry import size_for
+from tests.paths import SHARED_IMAGES
 
-IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 MP = 1024 * 1024
 MAIN = [sys.executable, "-c", "from fluxcompose.cli import main; main()"]
 

@@ -25,8 +25,9 @@ from fluxcompose import compare as C
 from fluxcompose.cli.compare_cmd import compare as compare_cmd
 from fluxcompose.errors import ChecksFailed, InputError, RecipeError, exit_code_for
 from fluxcompose.sheet import draw_sheet
+from tests.paths import SHARED_IMAGES
 
-IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 if not IMAGES.is_dir():  # a checkout elsewhere: the copy next to the repo
     IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
 needs_images = pytest.mark.skipif(

@@ -14,8 +14,9 @@ from PIL import Image
 
 from fluxcompose.compose import Cell, Composite, compose, crop_cell
 from fluxcompose.errors import ImageError, InputError
+from tests.paths import SHARED_IMAGES
 
-IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 WHITE = (255, 255, 255)
 
 

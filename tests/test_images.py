@@ -21,8 +21,9 @@ from PIL import Image, ImageOps
 
 from fluxcompose.errors import ImageError, InputError
 from fluxcompose.images import load_image, save_image_atomic, write_bytes_atomic
+from tests.paths import SHARED_IMAGES
 
-IMAGES = Path("/work/shared/images")
+IMAGES = SHARED_IMAGES
 TRANSPOSES = list(Image.Transpose)
 
 
