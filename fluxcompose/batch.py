@@ -354,13 +354,6 @@ def _remove_stale_parts(out: Path) -> None:
                 part.unlink()
 
 
-def _recipe_model(recipe: Any, request_options: Any) -> str:
-    model = getattr(request_options, "model", None)
-    if not model and recipe is not None:
-        model = (getattr(recipe, "request", None) or {}).get("model")
-    return str(model or "flux-kontext-pro")
-
-
 class _Batch:
     """State shared by the pipeline's threads. One instance per ``run_batch`` call."""
 
@@ -942,7 +935,7 @@ def _run_locked(
     run_mod: Any,
 ) -> BatchSummary:
     _remove_stale_parts(out)
-    model = _recipe_model(recipe, request_options)
+    model = run_mod.resolve_model(recipe, getattr(request_options, "model", None))
     from .backends import validate_model
 
     validate_model(model)
