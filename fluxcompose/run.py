@@ -273,7 +273,11 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
     upsampling = bool(_pick(ro.prompt_upsampling, recipe, "request", "prompt_upsampling", False))
     _check_request(model, safety, fmt, seed)
     default_rule = "1:1" if n == 0 else ("match:image1" if n == 1 else "canvas")
-    rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
+    if n == 0 and ro.aspect_ratio is None:
+        # Text to image: a recipe's canvas/match rule has no image to follow.
+        rule = default_rule
+    else:
+        rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
 
     names = _source_names(recipe, n)
     composite: Composite | None = None

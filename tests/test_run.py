@@ -914,3 +914,14 @@ def test_multi_line_server_message_is_still_one_line(
     r = invoke("run", "--prompt", "a fox", "-o", tmp_path / "out")
     line = one_error(r, 1)
     assert "second line" in line
+
+
+def test_text_to_image_with_a_recipe_defaults_to_square(tmp_path: Path) -> None:
+    """A recipe's match:/canvas rule has no image to follow without sources: 1:1."""
+    from fluxcompose.recipes import load_recipe
+    from fluxcompose.run import JobSpec, prepare_job
+
+    spec = JobSpec(recipe=load_recipe("pattern-transfer"), prompt="a red fox in snow")
+    prepared = prepare_job(spec, backend_name="local")
+    assert prepared.request.aspect_ratio == "1:1"
+    assert prepared.request.input_image is None
