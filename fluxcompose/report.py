@@ -33,6 +33,7 @@ __all__ = [
 ]
 
 REPORT_NAME = "report.html"
+LIVE_REFRESH_S = 5  # seconds between reloads of a running batch's page
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 160  # longest side, pixels
 
@@ -231,8 +232,13 @@ def render_report(
     title: str = "fluxcompose batch",
     spent_usd: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    live: bool = False,
 ) -> str:
-    """The report page as a string. ``spent_usd`` defaults to the sum over ``jobs``."""
+    """The report page as a string. ``spent_usd`` defaults to the sum over ``jobs``.
+
+    ``live`` marks a batch still running: the page then reloads itself every
+    LIVE_REFRESH_S seconds, so a user can watch it; the final page does not.
+    """
     out = Path(outdir).resolve()
     counts: dict[str, int] = {}
     for job in jobs:
@@ -254,10 +260,13 @@ def render_report(
     totals_html = "".join(f"<div><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
     rows = "\n".join(_row_html(j, out) for j in jobs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    refresh = f'<meta http-equiv="refresh" content="{LIVE_REFRESH_S}">' if live else ""
+    status = f" · running, this page reloads every {LIVE_REFRESH_S} s" if live else ""
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
-        f'<h1>{_e(title)}</h1><div class="muted">updated {_e(stamp)} · {_e(str(out))}</div>\n'
+        f"{refresh}<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n"
+        f'<h1>{_e(title)}</h1><div class="muted">updated {_e(stamp)}{status} · '
+        f"{_e(str(out))}</div>\n"
         f'<div class="totals">{totals_html}</div>\n'
         "<table><thead><tr><th>line</th><th>job</th><th>state</th><th>sources</th>"
         "<th>output</th><th>ssim</th><th>ssim outside edit</th><th>pattern width</th>"
@@ -273,10 +282,11 @@ def write_report(
     title: str = "fluxcompose batch",
     spent_usd: float | None = None,
     extra: Mapping[str, Any] | None = None,
+    live: bool = False,
 ) -> Path:
     """Write ``OUTDIR/report.html`` atomically and return its path."""
     path = Path(outdir) / REPORT_NAME
-    page = render_report(outdir, jobs, title=title, spent_usd=spent_usd, extra=extra)
+    page = render_report(outdir, jobs, title=title, spent_usd=spent_usd, extra=extra, live=live)
     _write_atomic(path, page.encode("utf-8"))
     return path
 
@@ -309,12 +319,15 @@ class ReportWriter:
         """Write if the interval has passed since the last write; True when it wrote."""
         if self._clock() - self._last < self._interval:
             return False
-        self.write()
+        self.write(live=True)
         return True
 
-    def write(self, extra: Mapping[str, Any] | None = None) -> Path:
+    def write(self, extra: Mapping[str, Any] | None = None, *, live: bool = False) -> Path:
+        """Write now; ``live`` while the batch runs, not for the final page."""
         with self._lock:
             jobs, spent = self._load()
-            write_report(self.outdir, jobs, title=self._title, spent_usd=spent, extra=extra)
+            write_report(
+                self.outdir, jobs, title=self._title, spent_usd=spent, extra=extra, live=live
+            )
             self._last = self._clock()
         return self.path

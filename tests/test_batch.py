@@ -570,3 +570,14 @@ def test_cli_hosted_run_exit_0_and_no_key_anywhere(
     assert summary["done"] == 2 and summary["spent_usd"] == pytest.approx(0.07)
     assert KEY not in result.stdout and KEY not in result.stderr
     secret_free(out)
+
+
+def test_report_reloads_itself_only_while_the_batch_runs(tmp_path: Path) -> None:
+    from fluxcompose.report import ReportWriter
+
+    ticks = iter([0.0, 0.0, 10.0, 10.0, 20.0, 20.0])
+    writer = ReportWriter(tmp_path, lambda: ([], 0.0), interval=2.0, clock=lambda: next(ticks))
+    assert writer.maybe_write()
+    assert 'http-equiv="refresh"' in writer.path.read_text()
+    writer.write()
+    assert 'http-equiv="refresh"' not in writer.path.read_text()
