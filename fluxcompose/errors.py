@@ -15,9 +15,9 @@
     │   │   └── TransientError     5xx, timeouts, dropped connections
     │   └── PermanentError         trying again would fail the same way (or pay twice)
     │       ├── AuthError          401 / 403: the key was rejected
-    │       ├── InsufficientCredits  402
     │       ├── Moderated          the provider refused the prompt or the image
-    │       ├── RequestError       any other 4xx
+    │       ├── RequestError       any other 4xx (but 429)
+    │       │   └── InsufficientCredits  402
     │       ├── TaskFailed         the provider reported an error for the task
     │       └── ResultExpired      the result link is gone (403/404/410)
     └── ChecksFailed               a recipe's checks did not pass: exit 1
@@ -124,8 +124,6 @@ class AuthError(PermanentError):
     pass
 
 
-class InsufficientCredits(PermanentError):
-    pass
 
 
 class Moderated(PermanentError):
@@ -133,6 +131,10 @@ class Moderated(PermanentError):
 
 
 class RequestError(PermanentError):
+    pass
+
+
+class InsufficientCredits(RequestError):
     pass
 
 
