@@ -594,9 +594,11 @@ def finish_job(
     if compare:
         try:
             metrics, sheet_path = _compare(prepared, output_path, outdir)
-        except InputError as exc:
-            # The result is paid for and on disk: keep it, and say why it was not measured.
-            metrics = {"error": str(exc), "passed": None, "checks": {}}
+        except Exception as exc:  # noqa: BLE001
+            # The result is paid for and on disk: a failure to measure it must not
+            # cost the sidecar. Say why it was not measured instead.
+            reason = str(exc) if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
+            metrics = {"error": f"compare failed: {reason}", "passed": None, "checks": {}}
     all_timings = {**prepared.timings, **(timings or {})}
     all_timings["finish_s"] = time.perf_counter() - t0
     sidecar = build_sidecar(

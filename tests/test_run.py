@@ -925,3 +925,27 @@ def test_text_to_image_with_a_recipe_defaults_to_square(tmp_path: Path) -> None:
     prepared = prepare_job(spec, backend_name="local")
     assert prepared.request.aspect_ratio == "1:1"
     assert prepared.request.input_image is None
+
+
+def test_a_compare_failure_keeps_the_result_and_the_sidecar(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The generation is paid for: a bug in measuring it must not lose the sidecar."""
+    import fluxcompose.compare as compare_mod
+    from fluxcompose.backends import make_backend
+    from fluxcompose.recipes import load_recipe
+    from fluxcompose.run import JobSpec, run_job
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(compare_mod, "compare", broken)
+    spec = JobSpec(
+        recipe=load_recipe("pattern-transfer"),
+        sources=(str(SAMPLES / "pattern.png"), str(SAMPLES / "model.jpg")),
+    )
+    outcome = run_job(spec, make_backend("local"), tmp_path)
+    assert outcome.output_path.is_file()
+    sidecar = json.loads(outcome.sidecar_path.read_text())
+    assert sidecar["compare"]["error"] == "compare failed: RuntimeError: boom"
+    assert sidecar["passed"] is None

@@ -145,7 +145,14 @@ def run_cmd(
     if outcome.sheet_path:
         notice(f"comparison sheet: {outcome.sheet_path}")
     notice(f"sidecar: {outcome.sidecar_path}")
-    if outcome.checks_passed is False:
+    compare_error = (outcome.metrics or {}).get("error")
+    if compare_error:
+        if strict:
+            raise ChecksFailed(
+                f"{compare_error}; the checks could not be run", job_id=outcome.job_id
+            )
+        notice(f"warning: {compare_error}")
+    elif outcome.checks_passed is False:
         failed = [
             k for k, v in (outcome.metrics or {}).get("checks", {}).items() if not v.get("pass")
         ]
