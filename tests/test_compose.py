@@ -14,6 +14,7 @@ from PIL import Image
 
 from fluxcompose.compose import Cell, Composite, compose, crop_cell
 from fluxcompose.errors import ImageError, InputError
+from tests import synth
 from tests.paths import SHARED_IMAGES
 
 IMAGES = SHARED_IMAGES
@@ -30,23 +31,8 @@ def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
 
 
 def photo_like(w: int, h: int, seed: int) -> Image.Image:
-    """A synthetic photograph (1/f^1.2 spectrum, mild blur): textured, distinct per seed, no symmetry."""
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(h)[:, None].astype(np.float32)
-    fx = np.fft.rfftfreq(w)[None, :].astype(np.float32)
-    f = np.sqrt(fx**2 + fy**2)
-    f[0, 0] = 1
-    amp = f**-1.2 * np.exp(-((2 * np.pi * f * 0.6) ** 2) / 2)
-    chans = []
-    for _ in range(3):
-        g = np.fft.irfft2(
-            np.fft.rfft2(rng.standard_normal((h, w), dtype=np.float32)) * amp, s=(h, w)
-        )
-        chans.append((g - g.mean()) / g.std())
-    arr = np.stack(chans, -1) * 45 + 128
-    # A gradient per seed so that no two sources look alike even at a glance.
-    arr[..., seed % 3] += np.linspace(-60, 60, w)[None, :]
-    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    """A textured synthetic photo, distinct per seed (see tests.synth)."""
+    return synth.photo_like(w, h, seed, tint=True)
 
 
 def write(img: Image.Image, path: Path, **kw: object) -> Path:

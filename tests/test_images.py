@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from fluxcompose.errors import ImageError, InputError
 from fluxcompose.images import load_image, save_image_atomic, write_bytes_atomic
 from tests.paths import SHARED_IMAGES
+from tests.synth import photo_like
 
 IMAGES = SHARED_IMAGES
 TRANSPOSES = list(Image.Transpose)
@@ -52,27 +53,6 @@ def textured(w: int, h: int, seed: int = 0) -> Image.Image:
     small = rng.normal(0, 40, (max(1, h // 4), max(1, w // 4), 3))
     noise = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
     return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
-
-
-def photo_like(w: int, h: int, seed: int = 0) -> Image.Image:
-    """A synthetic photograph: 1/f^1.2 amplitude spectrum (natural-image statistics), mild lens blur.
-
-    Shrinking real photos is what the 35 dB target is about; white noise would
-    put most of its energy above any target's Nyquist limit and say nothing.
-    """
-    rng = np.random.default_rng(seed)
-    fy = np.fft.fftfreq(h)[:, None].astype(np.float32)
-    fx = np.fft.rfftfreq(w)[None, :].astype(np.float32)
-    f = np.sqrt(fx**2 + fy**2)
-    f[0, 0] = 1
-    amp = f**-1.2 * np.exp(-((2 * np.pi * f * 0.6) ** 2) / 2)
-    chans = []
-    for _ in range(3):
-        g = np.fft.irfft2(
-            np.fft.rfft2(rng.standard_normal((h, w), dtype=np.float32)) * amp, s=(h, w)
-        )
-        chans.append((g - g.mean()) / g.std())
-    return Image.fromarray(np.clip(np.stack(chans, -1) * 45 + 128, 0, 255).astype(np.uint8))
 
 
 def hopper() -> Image.Image:
