@@ -124,8 +124,6 @@ class AuthError(PermanentError):
     pass
 
 
-
-
 class Moderated(PermanentError):
     pass
 

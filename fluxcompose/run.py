@@ -579,7 +579,6 @@ def finish_job(
     compare: bool = True,
     timings: Mapping[str, float] | None = None,
     task_id: str | None = None,
-    model: str | None = None,
 ) -> JobOutcome:
     """Write the canvas, compare the output (and draw its sheet), then the sidecar ``<job>.json``."""
     t0 = time.perf_counter()
@@ -750,14 +749,3 @@ def complete_job(
         timings={"generate_s": t1 - t0, "download_s": t2 - t1},
         task_id=result.task_id or task.get("id"),
     )
-
-
-def parse_seed(value: str) -> int:
-    """A seed from text: a whole number >= 0."""
-    try:
-        seed = int(value)
-    except ValueError:
-        raise InputError(f"seed must be a whole number, got {value!r}") from None
-    if seed < 0 or seed >= 2**63:
-        raise InputError(f"seed must be between 0 and 2^63-1, got {value}")
-    return seed

@@ -6,7 +6,6 @@ Errors become one line on stderr and an exit code (2 for bad usage or input,
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 import click
 
 from ..errors import FluxComposeError
+from . import batch_cmd, compare_cmd, recipes_cmd, run_cmds
 from .compose_cmds import compose_cmd, size_cmd
 
 __all__ = ["cli", "main"]
@@ -99,20 +99,13 @@ cli.add_command(size_cmd)
 cli.add_command(compose_cmd)
 
 
-def _register_commands() -> None:
-    import importlib
-
-    for module, attr in (
-        ("run_cmds", "run_cmd"),
-        ("batch_cmd", "batch"),
-        ("compare_cmd", "compare"),
-        ("recipes_cmd", "recipes"),
-        ("run_cmds", "cost_cmd"),
-    ):
-        with contextlib.suppress(ImportError):  # during development, before every module exists
-            cli.add_command(getattr(importlib.import_module(f"{__name__}.{module}"), attr))
-
-
-_register_commands()
+for _command in (
+    run_cmds.run_cmd,
+    batch_cmd.batch,
+    compare_cmd.compare,
+    recipes_cmd.recipes,
+    run_cmds.cost_cmd,
+):
+    cli.add_command(_command)
 
 main = cli
