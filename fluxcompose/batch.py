@@ -291,6 +291,8 @@ def _row_key(context: str, row: PairRow) -> str:
     """
     h = hashlib.sha256(context.encode())
     parts: list[Any] = [row.id, row.prompt, row.seed, row.aspect_ratio, dict(row.variables)]
+    if row.subject_box is not None:  # rows without one keep the keys earlier versions gave
+        parts.append(list(row.subject_box))
     for src in row.sources:
         if src.lower().startswith(("http://", "https://")):
             parts.append(src)
@@ -847,13 +849,14 @@ def run_batch(
     progress: ProgressReporter | None = None,
     stop_event: threading.Event | None = None,
     report: bool = True,
+    subject_box: tuple[float, float, float, float] | None = None,
 ) -> BatchSummary:
     """Run every job of a PAIRS file into ``outdir``; safe to run again to resume.
 
     ``recipe`` is a :class:`~fluxcompose.recipes.Recipe` or a name/path for
     ``load_recipe``. ``request_options`` / ``compose_options`` are the CLI-level
     :class:`~fluxcompose.run.RequestOptions` / ``ComposeOptions``; a PAIRS cell
-    (seed, aspect_ratio, prompt, var.*) overrides them for its row. ``concurrency``
+    (seed, aspect_ratio, prompt, var.*, subject_box) overrides them for its row. ``concurrency``
     (>= 1) is capped at ``backend.max_concurrency(model)``. ``budget_usd`` (>= 0)
     bounds the journal's total spend over every run. Setting ``stop_event`` stops
     submitting; work in flight still reaches the journal. Raises InputError (exit 2)
@@ -907,6 +910,7 @@ def run_batch(
             report=report,
             t0=t0,
             run_mod=run_mod,
+            subject_box=subject_box,
         )
     finally:
         if lock is not None:
@@ -933,6 +937,7 @@ def _run_locked(
     report: bool,
     t0: float,
     run_mod: Any,
+    subject_box: tuple[float, float, float, float] | None = None,
 ) -> BatchSummary:
     _remove_stale_parts(out)
     model = run_mod.resolve_model(recipe, getattr(request_options, "model", None))
@@ -971,6 +976,7 @@ def _run_locked(
                 "compose": compose_options,
                 "prompt": prompt,
                 "variables": dict(variables or {}),
+                **({"subject_box": list(subject_box)} if subject_box else {}),
             }
         ),
         sort_keys=True,
@@ -993,6 +999,7 @@ def _run_locked(
             prompt,
             variables,
             run_mod,
+            subject_box,
         )
         items.sort(key=lambda it: 0 if b.decide(it.known) == "resume" else 1)
         b.unclaimed = len(items)
@@ -1078,6 +1085,7 @@ def _plan(
     prompt: str | None,
     variables: Mapping[str, str] | None,
     run_mod: Any,
+    subject_box: tuple[float, float, float, float] | None = None,
 ) -> tuple[list[_Item], int]:
     """Journal the bad rows, skip what the journal says is settled, and build the work list."""
     skipped = 0
@@ -1134,6 +1142,7 @@ def _plan(
             request=req,
             compose=compose_options,
             job_id=row.id,
+            subject_box=row.subject_box if row.subject_box is not None else subject_box,
         )
         items.append(_Item(row=row, row_key=key, known=known, spec=spec))
     return items, skipped

@@ -4,7 +4,8 @@ Three formats, chosen by extension (``.csv``, ``.jsonl``/``.ndjson``, ``.txt``)
 or, for anything else, by sniffing the first meaningful line:
 
 - CSV with a header. Image columns are ``left,right`` or ``image1,image2,...``;
-  optional ``id``, ``prompt``, ``seed``, ``aspect_ratio`` and ``var.<name>``.
+  optional ``id``, ``prompt``, ``seed``, ``aspect_ratio``, ``subject_box`` (the chest
+  box on the target, ``x0,y0,x1,y1`` normalised) and ``var.<name>``.
   A header with ``prompt`` and no image column describes text-to-image jobs.
 - JSON Lines, one object per line, with the same keys (``vars`` may also be an object).
 - Text, one ``left|right`` per line: the vendor's sample-script format. Blank lines
@@ -28,14 +29,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PairsError, RatioError
+from .errors import InputError, PairsError, RatioError
 from .geometry import parse_ratio
+from .locate import Box, parse_box
 
 __all__ = ["MAX_IMAGES", "PairRow", "Pairs", "RowError", "read_pairs", "resolve_source"]
 
 MAX_IMAGES = 9
 _IMAGE_COL = re.compile(r"^image([1-9][0-9]*)$")
-_KNOWN = {"id", "prompt", "seed", "aspect_ratio", "left", "right", "vars", "images"}
+_KNOWN = {"id", "prompt", "seed", "aspect_ratio", "subject_box", "left", "right", "vars", "images"}
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -57,6 +59,7 @@ class PairRow:
     aspect_ratio: str | None = None
     variables: Mapping[str, str] = field(default_factory=dict)
     raw: str = ""
+    subject_box: Box | None = None
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,14 @@ def _build_row(
             aspect = str(parse_ratio(aspect))
         except RatioError as exc:
             raise ValueError(str(exc)) from None
+    subject_box: Box | None = None
+    box_value = values.get("subject_box")
+    box_text = box_value if isinstance(box_value, list) else _cell(box_value)
+    if box_text is not None:
+        try:
+            subject_box = parse_box(box_text)
+        except InputError as exc:
+            raise ValueError(exc.message) from None
     clean_vars: dict[str, str] = {}
     for name, value in variables.items():
         if not _VAR_NAME.match(name):
@@ -226,6 +237,7 @@ def _build_row(
         aspect_ratio=aspect,
         variables=clean_vars,
         raw=raw,
+        subject_box=subject_box,
     )
 
 
@@ -291,7 +303,7 @@ def _read_csv(text: str, base: Path, path: Path) -> tuple[list[PairRow], list[Ro
                 if unknown:
                     raise PairsError(
                         f"{path}: unknown column {unknown[0]!r} (known: left, right, image1...,"
-                        " id, prompt, seed, aspect_ratio, var.<name>)"
+                        " id, prompt, seed, aspect_ratio, subject_box, var.<name>)"
                     )
                 continue
             if len(record) > len(header) and any(c.strip() for c in record[len(header) :]):
@@ -369,6 +381,9 @@ def _jsonl_row(number: int, obj: dict[str, Any], base: Path, raw: str) -> PairRo
         images = [_cell(v) for v in value]
     else:
         images = []
+    box = keys.get("subject_box")
+    if box is not None and not isinstance(box, str | list):
+        raise ValueError("'subject_box' must be \"x0,y0,x1,y1\" or a list of four numbers")
     for key in ("prompt", "id", "aspect_ratio"):
         if key in keys and keys[key] is not None and not isinstance(keys[key], str):
             raise ValueError(f"{key!r} must be a string")

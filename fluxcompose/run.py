@@ -40,6 +40,7 @@ from .errors import (
     TransientError,
 )
 from .images import SourceImage, encode_image, open_source, write_bytes_atomic
+from .locate import Box, parse_box
 from .recipes import Recipe
 
 __all__ = [
@@ -107,6 +108,7 @@ class JobSpec:
     request: RequestOptions = field(default_factory=RequestOptions)
     compose: ComposeOptions = field(default_factory=ComposeOptions)
     job_id: str | None = None
+    subject_box: Box | None = None  # the chest box on the target, given by hand
 
 
 @dataclass
@@ -249,6 +251,9 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         )
     if n > 9:
         raise InputError(f"at most 9 images per job, got {n}")
+    subject_box = None if spec.subject_box is None else parse_box(spec.subject_box)
+    if subject_box is not None and n == 0:
+        raise InputError("--subject-box needs a target image; this job has none")
 
     if recipe is not None:
         prompt = recipe.render(spec.variables, spec.prompt)
@@ -332,6 +337,8 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         "source_names": names,
         "target": _target_name(names),
     }
+    if subject_box is not None:
+        context["subject_box"] = list(subject_box)
     request = GenerationRequest(
         prompt=prompt,
         model=model,
@@ -388,6 +395,10 @@ def _job_hash(
         if composite is None
         else [composite.width, composite.height, composite.layout],
     }
+    if "subject_box" in request.context:
+        # A different chest box makes a different preview and different checks; jobs
+        # without one keep the ids earlier versions gave them.
+        basis["subject_box"] = request.context["subject_box"]
     digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
     prefix = recipe.name if recipe else "prompt"
     return f"{prefix}-{digest[:12]}"

@@ -27,6 +27,22 @@ class RatioType(click.ParamType):  # type: ignore[type-arg]  # generic only in n
             raise InputError(str(exc)) from None
 
 
+class SubjectBoxType(click.ParamType):  # type: ignore[type-arg]
+    """``x0,y0,x1,y1`` normalised on the target: the chest box, given by hand."""
+
+    name = "x0,y0,x1,y1"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from ..locate import parse_box
+
+        if isinstance(value, tuple):
+            return value
+        try:
+            return parse_box(str(value))
+        except InputError as exc:
+            raise InputError(f"--subject-box: {exc}") from None
+
+
 def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -131,6 +147,13 @@ def request_options(f: _F) -> _F:
                 multiple=True,
                 metavar="KEY=VALUE",
                 help="Set a recipe variable; repeatable.",
+            ),
+            click.option(
+                "--subject-box",
+                type=SubjectBoxType(),
+                default=None,
+                help="The chest box on the target, x0,y0,x1,y1 normalised 0..1, instead of "
+                "detecting it (a subject_box column in PAIRS does this per row).",
             ),
             click.option(
                 "--no-compare", is_flag=True, help="Skip comparing the output with its sources."

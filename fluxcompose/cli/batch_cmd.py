@@ -148,11 +148,12 @@ def batch(
     prompt_upsampling: bool | None,
     prompt: str | None,
     variables: tuple[str, ...],
+    subject_box: tuple[float, float, float, float] | None,
     no_compare: bool,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
-    id, prompt, seed, aspect_ratio, var.NAME columns), JSON Lines with the same
+    id, prompt, seed, aspect_ratio, subject_box, var.NAME columns), JSON Lines with the same
     keys, or text with one left|right per line. Relative paths resolve against
     the PAIRS file's folder.
 
@@ -212,6 +213,7 @@ def batch(
                 compare=not no_compare,
                 progress=StderrProgress(),
                 stop_event=stop,
+                subject_box=subject_box,
             )
         )
     if as_json:

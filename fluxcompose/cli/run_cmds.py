@@ -75,6 +75,7 @@ def run_cmd(
     prompt_upsampling: bool | None,
     prompt: str | None,
     variables: tuple[str, ...],
+    subject_box: tuple[float, float, float, float] | None,
     no_compare: bool,
     layout: str | None,
     gutter: int | None,
@@ -112,6 +113,7 @@ def run_cmd(
             prompt_upsampling=prompt_upsampling,
         ),
         compose=ComposeOptions(layout=layout, gutter=gutter, megapixels=megapixels),
+        subject_box=subject_box,
     )
     if dry_run:
         from ..backends import resolve_backend_name
