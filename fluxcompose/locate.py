@@ -9,7 +9,6 @@ This module's public surface is the contract the rest of the package codes again
 - :func:`parse_box` (``"x0,y0,x1,y1"`` -> a validated box, InputError otherwise);
 - :func:`placement_point` (placement words -> a point in the chest box).
 
-STUB: the detection below is a placeholder to be replaced by the real implementation.
 """
 
 from __future__ import annotations
@@ -31,12 +30,14 @@ __all__ = [
     "locate",
     "parse_box",
     "placement_point",
+    "point_in_box",
 ]
 
 Box = tuple[float, float, float, float]
 """(x0, y0, x1, y1), normalised 0..1, x0 < x1 and y0 < y1."""
 
 Mask = npt.NDArray[np.bool_]
+Array = npt.NDArray[Any]  # OpenCV images (its stubs do not keep dtypes)
 
 
 @dataclass(frozen=True)
@@ -163,19 +164,522 @@ def placement_point(placement: object) -> tuple[tuple[float, float], list[str]]:
     return (fx, fy), unknown
 
 
+def point_in_box(box: Box, fx: float, fy: float) -> tuple[float, float]:
+    """The point at fractions ``(fx, fy)`` (0..1) of ``box``, normalised 0..1 on the image."""
+    x0, y0, x1, y1 = box
+    return (x0 + fx * (x1 - x0), y0 + fy * (y1 - y0))
+
+
+# --------------------------------------------------------------------------- detection
+#
+# Working scales: faces are searched on a grey copy whose long side is DETECT_SIDE (and, when
+# nothing plausible turns up, once more at DETECT_SIDE_SMALL for small faces only); the garment
+# is segmented on a crop around the body, resized so that the face is about SEG_FACE pixels wide.
+# The stored mask lives on a copy of the whole image whose long side is at most MASK_SIDE.
+
+DETECT_SIDE = 320
+DETECT_SIDE_SMALL = 640
+SEG_FACE = 30
+MASK_SIDE = 480
+GARMENT_SIDE = 160
+
+# Body geometry in face-box units (the Haar box: brows to chin, square), measured on
+# grace_hopper.jpg and on tests/people.py's renders.
+SHOULDER_BELOW_FACE = 0.2  # shoulder line = face bottom + this x face height
+WAIST_BELOW_FACE = 2.4  # waist = face bottom + this x face height
+CHEST_WIDTH = 2.2  # chest box width = this x face width
+
+_cascades: dict[str, Any] = {}
+
+
+def _cascade(name: str) -> Any:
+    import cv2
+
+    c = _cascades.get(name)
+    if c is None:
+        c = cv2.CascadeClassifier(cv2.data.haarcascades + f"haarcascade_{name}.xml")  # type: ignore[attr-defined]
+        if c.empty():  # pragma: no cover - the wheel ships them
+            raise RuntimeError(f"OpenCV's {name} cascade is missing")
+        _cascades[name] = c
+    return c
+
+
+def _as_rgb(image: Any) -> Array:
+    """An H x W x 3 uint8 RGB array from a PIL image or an array (grey is expanded)."""
+    if hasattr(image, "convert") and getattr(image, "mode", "RGB") != "RGB":
+        image = image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    if arr.ndim != 3 or arr.shape[2] < 3:
+        raise InputError(f"locate needs an RGB image, got an array of shape {arr.shape}")
+    arr = arr[:, :, :3]
+    if arr.dtype != np.uint8:
+        arr = np.clip(arr, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(arr)
+
+
+def _resize_long(arr: npt.NDArray[Any], side: int) -> tuple[npt.NDArray[Any], float]:
+    """``arr`` shrunk (never enlarged) so its long side is at most ``side``; and the scale."""
+    import cv2
+
+    h, w = arr.shape[:2]
+    s = min(1.0, side / max(h, w))
+    if s >= 1.0:
+        return arr, 1.0
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_AREA), s
+
+
+def _skin_generic(ycrcb: Array) -> Mask:
+    """A broad YCrCb skin test (Cr 135..175, Cb 80..130, not too dark)."""
+    y = ycrcb[..., 0]
+    cr = ycrcb[..., 1]
+    cb = ycrcb[..., 2]
+    out: Mask = (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)
+    return out
+
+
+@dataclass(frozen=True)
+class _Skin:
+    """A skin colour model: mean and spread of (Cr, Cb)."""
+
+    cr: float
+    cb: float
+    scr: float
+    scb: float
+
+    def test(self, ycrcb: Array) -> Mask:
+        dcr = (ycrcb[..., 1].astype(np.float32) - self.cr) / self.scr
+        dcb = (ycrcb[..., 2].astype(np.float32) - self.cb) / self.scb
+        out: Mask = (dcr * dcr + dcb * dcb <= 9.0) & (ycrcb[..., 0] >= 25)
+        return out
+
+
+GENERIC_SKIN = _Skin(152.0, 108.0, 9.0, 10.0)
+
+
+def _skin_from_face(ycrcb_face: Array) -> tuple[_Skin, float]:
+    """The skin model of a face crop (its centre), and the crop's generic-skin fraction."""
+    h, w = ycrcb_face.shape[:2]
+    core = ycrcb_face[h // 4 : h - h // 8, w // 5 : w - w // 5].reshape(-1, 3)
+    if core.size == 0:
+        return GENERIC_SKIN, 0.0
+    generic = _skin_generic(core[None])[0]
+    frac = float(generic.mean())
+    if generic.sum() < 10:
+        return GENERIC_SKIN, frac
+    px = core[generic].astype(np.float32)
+    cr, cb = float(np.median(px[:, 1])), float(np.median(px[:, 2]))
+    scr = float(np.clip(px[:, 1].std() * 1.2, 4.0, 12.0))
+    scb = float(np.clip(px[:, 2].std() * 1.2, 4.0, 12.0))
+    return _Skin(cr, cb, scr, scb), frac
+
+
+@dataclass(frozen=True)
+class _Face:
+    x: float  # pixels of the full image
+    y: float
+    w: float
+    h: float
+    skin: float  # generic-skin fraction of its centre
+    score: float
+
+
+def _find_faces(rgb: Array) -> list[_Face]:
+    """Plausible frontal faces, best first (pixel boxes of the full image)."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    small, s = _resize_long(rgb, DETECT_SIDE)
+    grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
+    min_side = 16
+    boxes = _detect(grey, min_side, None)
+    scale = s
+    if not len(_plausible(boxes, scale, rgb)) and max(H, W) * s < max(H, W) and s < 1.0:
+        big, s2 = _resize_long(rgb, DETECT_SIDE_SMALL)
+        if s2 > s * 1.2:
+            grey2 = cv2.equalizeHist(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY))
+            boxes = _detect(grey2, 18, round(min_side * s2 / s * 1.3))
+            scale = s2
+    return _plausible(boxes, scale, rgb)
+
+
+def _detect(grey: Array, min_side: int, max_side: int | None) -> list[Any]:
+    kw: dict[str, Any] = {"minSize": (min_side, min_side)}
+    if max_side is not None:
+        kw["maxSize"] = (max_side, max_side)
+    found = _cascade("frontalface_alt2").detectMultiScale(grey, 1.15, 3, **kw)
+    return [tuple(float(v) for v in b) for b in found]
+
+
+def _plausible(boxes: list[Any], scale: float, rgb: Array) -> list[_Face]:
+    """Faces that are skin-coloured and have at least one face height of torso below."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    out = []
+    for bx, by, bw, bh in boxes:
+        x, y, w, h = bx / scale, by / scale, bw / scale, bh / scale
+        if y + h + 1.15 * h > H:  # no torso in frame (a head-only close-up)
+            continue
+        crop = rgb[int(y) : int(y + h), int(x) : int(x + w)]
+        if crop.size == 0:
+            continue
+        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
+        _, frac = _skin_from_face(ycc)
+        if frac < 0.3:
+            continue
+        cx = (x + w / 2) / W
+        score = (w * h) / (W * H) * (1.0 - 0.5 * abs(cx - 0.5)) * frac
+        out.append(_Face(x, y, w, h, frac, score))
+    out.sort(key=lambda f: -f.score)
+    return out
+
+
+def _central_runs(mask: Mask, cx: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """For each row, the [left, right) of the run of True containing column ``cx``
+    (or the nearest run within a few pixels); (-1, -1) where there is none."""
+    h, w = mask.shape
+    left = np.full(h, -1, np.int64)
+    right = np.full(h, -1, np.int64)
+    cx = int(np.clip(cx, 0, w - 1))
+    tol = max(2, w // 40)
+    for r in range(h):
+        row = mask[r]
+        c = cx
+        if not row[c]:
+            near = np.flatnonzero(row[max(0, cx - tol) : cx + tol + 1])
+            if not len(near):
+                continue
+            c = max(0, cx - tol) + int(near[np.argmin(np.abs(near + max(0, cx - tol) - cx))])
+        off = np.flatnonzero(~row[:c])
+        lo = int(off[-1]) + 1 if len(off) else 0
+        off = np.flatnonzero(~row[c:])
+        hi = c + int(off[0]) if len(off) else w
+        left[r], right[r] = lo, hi
+    return left, right
+
+
+def _grabcut(img: Array, init: Array, iters: int = 3) -> Mask:
+    """GrabCut from an initial label mask (cv2.GC_* values); True on the foreground."""
+    import cv2
+
+    m = init.copy()
+    if not ((m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)).any():
+        return np.zeros(m.shape, bool)
+    if not ((m == cv2.GC_BGD) | (m == cv2.GC_PR_BGD)).any():
+        return np.ones(m.shape, bool)
+    bgd = np.zeros((1, 65), np.float64)
+    fgd = np.zeros((1, 65), np.float64)
+    bgr = np.ascontiguousarray(img[..., ::-1])
+    try:
+        cv2.grabCut(bgr, m, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
+    except cv2.error:
+        m = init
+    out: Mask = (m == cv2.GC_FGD) | (m == cv2.GC_PR_FGD)
+    return out
+
+
+def _clean(mask: Mask, seed: tuple[int, int] | None = None, open_px: int = 1) -> Mask:
+    """Open away specks and keep the component at ``seed`` (else the largest)."""
+    import cv2
+
+    m: Array = mask.astype(np.uint8)
+    if open_px > 0:
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * open_px + 1, 2 * open_px + 1))
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, k)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    if n <= 1:
+        return np.zeros(mask.shape, bool)
+    keep = 0
+    if seed is not None:
+        sy, sx = seed
+        if 0 <= sy < m.shape[0] and 0 <= sx < m.shape[1]:
+            keep = int(labels[sy, sx])
+    if keep == 0:
+        keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    out: Mask = labels == keep
+    return out
+
+
+def _paste_mask(
+    roi_mask: Mask, roi: tuple[int, int, int, int], full: tuple[int, int], side: int
+) -> Mask:
+    """Place a mask computed on the ROI (x0, y0, x1, y1 in full-image pixels) into a mask of the
+    whole image at the stored working size (long side ``side``)."""
+    import cv2
+
+    W, H = full
+    s = min(1.0, side / max(W, H))
+    mw, mh = max(1, round(W * s)), max(1, round(H * s))
+    out = np.zeros((mh, mw), bool)
+    x0, y0, x1, y1 = roi
+    a0, b0 = round(x0 * s), round(y0 * s)
+    a1, b1 = max(a0 + 1, round(x1 * s)), max(b0 + 1, round(y1 * s))
+    a1, b1 = min(a1, mw), min(b1, mh)
+    small = cv2.resize(
+        roi_mask.astype(np.uint8) * 255, (a1 - a0, b1 - b0), interpolation=cv2.INTER_LINEAR
+    )
+    out[b0:b1, a0:a1] = small >= 128
+    return out
+
+
+def _norm(box: tuple[float, float, float, float], W: float, H: float) -> Box:
+    x0, y0, x1, y1 = box
+    return (
+        float(np.clip(x0 / W, 0.0, 1.0)),
+        float(np.clip(y0 / H, 0.0, 1.0)),
+        float(np.clip(x1 / W, 0.0, 1.0)),
+        float(np.clip(y1 / H, 0.0, 1.0)),
+    )
+
+
+def _mask_box(mask: Mask) -> Box | None:
+    ys, xs = np.nonzero(mask)
+    if not len(xs):
+        return None
+    h, w = mask.shape
+    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+
+
+def _none(reason: str) -> Subject:
+    return Subject(False, "none", 0.0, None, None, None, None, reason=reason)
+
+
+def _by_face(rgb: Array, face: _Face) -> Subject | None:
+    """Chest box and garment mask from a face: geometry from its size, refined by GrabCut."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    fx, fy, fw, fh = face.x, face.y, face.w, face.h
+    cx = fx + fw / 2
+    fb = fy + fh
+    # The geometric estimate, in full-image pixels.
+    g_top = fb + SHOULDER_BELOW_FACE * fh
+    g_bot = min(float(H), fb + WAIST_BELOW_FACE * fh)
+    g_half = CHEST_WIDTH * fw / 2
+    if g_bot - g_top < 0.5 * fh:
+        return None
+    # ROI around the body, resized so that the face is SEG_FACE pixels wide.
+    rx0 = max(0, int(cx - 1.9 * fw))
+    rx1 = min(W, int(cx + 1.9 * fw) + 1)
+    ry0 = max(0, int(fy - 0.1 * fh))
+    ry1 = min(H, int(fb + 3.0 * fh) + 1)
+    s = min(1.0, SEG_FACE / fw)
+    crop = rgb[ry0:ry1, rx0:rx1]
+    cw, ch = max(8, round((rx1 - rx0) * s)), max(8, round((ry1 - ry0) * s))
+    roi = cv2.resize(crop, (cw, ch), interpolation=cv2.INTER_AREA) if s < 1.0 else crop.copy()
+    sx, sy = cw / (rx1 - rx0), ch / (ry1 - ry0)
+
+    def X(v: float) -> int:
+        return int(np.clip(round((v - rx0) * sx), 0, cw - 1))
+
+    def Y(v: float) -> int:
+        return int(np.clip(round((v - ry0) * sy), 0, ch - 1))
+
+    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb)
+    skin_model, _ = _skin_from_face(ycc[Y(fy) : Y(fb) + 1, X(fx) : X(fx + fw) + 1])
+    skin = skin_model.test(ycc)
+
+    init = np.full((ch, cw), cv2.GC_PR_BGD, np.uint8)
+    # Probably garment: the torso's box from the geometry.
+    init[Y(g_top) : Y(g_bot) + 1, X(cx - g_half) : X(cx + g_half) + 1] = cv2.GC_PR_FGD
+    # Surely garment: a core in the middle of the chest, where no skin is.
+    core = np.zeros((ch, cw), bool)
+    core[
+        Y(fb + 0.6 * fh) : Y(min(g_bot, fb + 1.8 * fh)) + 1,
+        X(cx - 0.45 * fw) : X(cx + 0.45 * fw) + 1,
+    ] = True
+    init[core & ~skin] = cv2.GC_FGD
+    # Surely not: the head, and the band beside the head above the shoulders.
+    head = np.zeros((ch, cw), np.uint8)
+    cv2.ellipse(
+        head,
+        (X(cx), Y(fy + fh * 0.5)),
+        (max(1, round(fw * 0.6 * sx)), max(1, round(fh * 0.7 * sy))),
+        0,
+        0,
+        360,
+        1,
+        -1,
+    )
+    init[head > 0] = cv2.GC_BGD
+    init[: Y(fb - 0.1 * fh), : X(cx - 1.0 * fw)] = cv2.GC_BGD
+    init[: Y(fb - 0.1 * fh), X(cx + 1.0 * fw) :] = cv2.GC_BGD
+    fg = _grabcut(roi, init, 3)
+    fg &= ~skin
+    seed = (Y(fb + 1.2 * fh), X(cx))
+    fg = _clean(fg, seed if fg[seed] else None, open_px=1)
+    area = float(fg.mean())
+    if area < 0.05:
+        return None
+
+    # Refine the chest box's sides with the garment's central run in the chest band.
+    left, right = _central_runs(fg, X(cx))
+    band = np.arange(Y(fb + 0.9 * fh), Y(g_bot) + 1)
+    band = band[(band >= 0) & (band < ch) & (left[band] >= 0)]
+    conf = 0.5 + 0.4 * face.skin
+    x0, x1 = cx - g_half, cx + g_half
+    if len(band) >= 3:
+        ml = float(np.median(left[band])) / sx + rx0
+        mr = float(np.median(right[band])) / sx + rx0
+        width = mr - ml
+        if 0.55 * 2 * g_half <= width <= 1.5 * 2 * g_half and ml < cx < mr:
+            x0, x1 = ml, mr
+        else:
+            conf -= 0.25
+    else:
+        conf -= 0.3
+    # The bottom: the garment's lowest row wide enough to be torso, capped by the waist.
+    rows = np.flatnonzero((right - left) >= 0.5 * (x1 - x0) * sx)
+    y1 = g_bot
+    if len(rows):
+        low = float(rows.max() + 1) / sy + ry0
+        if low < g_bot - 0.3 * fh:
+            y1 = max(low, g_top + 0.8 * fh)
+    mask = _paste_mask(fg, (rx0, ry0, rx1, ry1), (W, H), MASK_SIDE)
+    chest = _norm((x0, g_top, x1, y1), W, H)
+    gbox = _mask_box(mask)
+    fbox = _norm((fx, fy, fx + fw, fy + fh), W, H)
+    return Subject(True, "face", float(np.clip(conf, 0.0, 1.0)), chest, gbox, fbox, mask)
+
+
+def _by_garment(rgb: Array) -> Subject:
+    """No face: segment a garment against the background's border colours (a headless studio
+    shot), remove skin, and read the chest box off the garment's shape."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    small, _ = _resize_long(rgb, GARMENT_SIDE)
+    h, w = small.shape[:2]
+    lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).astype(np.float32)
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
+    # The background: the top corners (the head may touch the top edge's middle, the
+    # garment or the arms the other edges).
+    cw = max(2, w // 5)
+    border = np.concatenate(
+        [
+            lab[: max(2, h // 8), :cw].reshape(-1, 3),
+            lab[: max(2, h // 8), w - cw :].reshape(-1, 3),
+        ]
+    )
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    k = 2
+    _, _, centres = cv2.kmeans(border, k, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    # Distance of every pixel to the nearest border colour, and of border pixels themselves.
+    d = np.min(np.stack([np.linalg.norm(lab - c[None, None, :], axis=2) for c in centres]), axis=0)
+    db = np.min(np.stack([np.linalg.norm(border - c[None, :], axis=1) for c in centres]), axis=0)
+    spread = float(np.percentile(db, 95))
+    if spread > 25.0:
+        return _none("no face found, and the background is too busy to find a garment without one")
+    thr = max(18.0, 2.5 * spread)
+    fg = d > thr
+    skin = _skin_generic(ycc)
+    garment = _clean(fg & ~skin, None, open_px=1)
+    area = float(garment.mean())
+    if area < 0.12:
+        return _none("no face or garment found (nothing large stands out from the background)")
+    ys, xs = np.nonzero(garment)
+    gx0, gx1, gy0, gy1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    if gy0 < 0.03 * h:
+        return _none("no face found, and the only large region reaches the top edge: not a garment")
+    # Skin next to the garment: a neck above its top, or arms at its sides.
+    neck = skin[
+        max(0, gy0 - h // 8) : gy0 + h // 20, gx0 + (gx1 - gx0) // 4 : gx1 - (gx1 - gx0) // 4
+    ]
+    neck_frac = float(neck.mean()) if neck.size else 0.0
+    if neck_frac < 0.05:
+        return _none(
+            "no face found, and no skin (neck) above the largest region: not a worn garment"
+        )
+    # Colour coherence: most of the garment is close to its median colour.
+    med = np.median(lab[garment], axis=0)
+    coherent = float((np.linalg.norm(lab[garment] - med, axis=1) < 25).mean())
+    if coherent < 0.6:
+        return _none("no face found, and the largest region is not one garment colour")
+    cxm = int((gx0 + gx1) // 2)
+    left, right = _central_runs(garment, cxm)
+    widths = np.where(left >= 0, right - left, 0)
+    rows = np.flatnonzero(widths > 0)
+    lower = rows[rows >= (gy0 + gy1) // 2]
+    if len(lower) < 3:
+        return _none("no face found, and the region has no torso shape")
+    tl = float(np.median(left[lower]))
+    tr = float(np.median(right[lower]))
+    tw = tr - tl
+    if tw < 0.2 * w:
+        return _none("no face found, and the region is too narrow for a torso")
+    full = np.flatnonzero((left >= 0) & (left <= tl + 0.05 * tw) & (right >= tr - 0.05 * tw))
+    top = float(full.min()) if len(full) else float(gy0)
+    bottom = float(gy1)
+    if bottom - top < 0.5 * tw:
+        return _none("no face found, and the region is too short for a torso")
+    conf = float(np.clip(0.35 + 0.3 * coherent + 0.5 * neck_frac, 0.0, 0.85))
+    sxf, syf = W / w, H / h
+    chest = _norm((tl * sxf, top * syf, tr * sxf, bottom * syf), W, H)
+    mask = garment
+    s = min(1.0, MASK_SIDE / max(W, H))
+    mw, mh = max(1, round(W * s)), max(1, round(H * s))
+    if mask.shape != (mh, mw):
+        mask = (
+            cv2.resize(mask.astype(np.uint8) * 255, (mw, mh), interpolation=cv2.INTER_LINEAR) >= 128
+        )
+    return Subject(True, "garment", conf, chest, _mask_box(mask), None, mask)
+
+
+def _given(rgb: Array, box: Box) -> Subject:
+    """The chest box is given: estimate the garment mask inside it (GrabCut seeded by the box,
+    skin removed)."""
+    import cv2
+
+    H, W = rgb.shape[:2]
+    x0, y0, x1, y1 = box
+    # A margin around the box gives GrabCut some background to learn from.
+    mx, my = 0.15 * (x1 - x0) * W, 0.15 * (y1 - y0) * H
+    rx0, ry0 = max(0, int(x0 * W - mx)), max(0, int(y0 * H - my))
+    rx1, ry1 = min(W, int(x1 * W + mx) + 1), min(H, int(y1 * H + my) + 1)
+    crop = rgb[ry0:ry1, rx0:rx1]
+    s = min(1.0, 140 / max(crop.shape[:2]))
+    cw, ch = max(8, round(crop.shape[1] * s)), max(8, round(crop.shape[0] * s))
+    roi = cv2.resize(crop, (cw, ch), interpolation=cv2.INTER_AREA) if s < 1.0 else crop.copy()
+    sx, sy = cw / (rx1 - rx0), ch / (ry1 - ry0)
+    bx0, by0 = round((x0 * W - rx0) * sx), round((y0 * H - ry0) * sy)
+    bx1, by1 = round((x1 * W - rx0) * sx), round((y1 * H - ry0) * sy)
+    init = np.full((ch, cw), cv2.GC_BGD, np.uint8)
+    init[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
+    iw, ih = bx1 - bx0, by1 - by0
+    init[by0 + ih // 4 : by1 - ih // 4, bx0 + iw // 4 : bx1 - iw // 4] = cv2.GC_FGD
+    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb)
+    skin = _skin_generic(ycc)
+    init[(init == cv2.GC_FGD) & skin] = cv2.GC_PR_FGD
+    fg = _grabcut(roi, init, 3) & ~skin
+    inside = np.zeros_like(fg)
+    inside[by0:by1, bx0:bx1] = True
+    if fg[inside].mean() < 0.2:  # GrabCut lost it: the box minus skin
+        fg = inside & ~skin
+    mask = _paste_mask(fg, (rx0, ry0, rx1, ry1), (W, H), MASK_SIDE)
+    return Subject(True, "given", 1.0, box, _mask_box(mask), None, mask)
+
+
 def locate(image: Any, *, subject_box: Box | None = None) -> Subject:
     """Find the wearer's torso garment in ``image`` (an H x W x 3 uint8 RGB array, or a
     PIL image, upright). With ``subject_box`` the chest box is given (``method`` "given")
     and only the garment mask is estimated inside it.
 
-    STUB: returns "none" unless a box is given; the mask is the whole given box.
+    Order: a frontal face (Haar cascade, skin-verified, with torso room below) gives the
+    body's scale ("face"); else a garment standing out from a plain background with skin
+    (a neck) above it ("garment"); else ``found`` is False with a reason ("none").
     """
-    arr = np.asarray(image)
-    h, w = arr.shape[:2]
+    rgb = _as_rgb(image)
+    H, W = rgb.shape[:2]
     if subject_box is not None:
-        box = parse_box(subject_box)
-        mask = np.zeros((h, w), dtype=bool)
-        x0, y0, x1, y1 = box
-        mask[round(y0 * h) : round(y1 * h), round(x0 * w) : round(x1 * w)] = True
-        return Subject(True, "given", 1.0, box, box, None, mask)
-    return Subject(False, "none", 0.0, None, None, None, None, reason="stub: no detector yet")
+        return _given(rgb, parse_box(subject_box))
+    if min(H, W) < 32:
+        return _none("the image is too small to find a person in")
+    faces = _find_faces(rgb)
+    for face in faces[:2]:
+        subject = _by_face(rgb, face)
+        if subject is not None:
+            return subject
+    return _by_garment(rgb)
