@@ -26,7 +26,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
-from .errors import ImageError, InputError, RecipeError
+from .errors import ChecksFailed, ImageError, InputError, RecipeError
+from .locate import Box, Subject, locate, parse_box, placement_point
 
 __all__ = [
     "CHECKS",
@@ -37,8 +38,11 @@ __all__ = [
     "aspect_mismatch",
     "compare",
     "default_target_index",
+    "checks_verdict",
+    "compare_files",
     "edit_region",
     "evaluate_checks",
+    "find_canvas",
     "hamming",
     "lab_stats",
     "lab_stats_distance",
@@ -46,10 +50,15 @@ __all__ = [
     "locate_pattern",
     "luma",
     "phash",
+    "raise_for_checks",
+    "relate_pattern",
     "ssim",
     "ssim_map",
     "ssim_outside_edit",
+    "ssim_outside_mask",
     "style_metric",
+    "texture_distance",
+    "texture_features",
     "validate_checks",
 ]
 
@@ -384,6 +393,34 @@ def ssim_outside_edit(
     return float(m[keep].mean(dtype=np.float64))
 
 
+def ssim_outside_mask(smap: Array, mask: Array | None) -> float | None:
+    """Mean SSIM (-1..1) of an :func:`ssim_map` over the pixels off ``mask`` (a boolean
+    array of the map's shape, True where changes are allowed, e.g. the garment).
+
+    The mask is dilated by the SSIM window radius (5 pixels) so windows straddling its
+    edge do not count, and the 5-pixel image border is ignored as in :func:`ssim`.
+    None when ``mask`` is None (nothing to measure against) or when fewer than
+    max(16, 0.5 %) of the pixels are left.
+    """
+    if mask is None:
+        return None
+    h, w = smap.shape
+    if mask.shape != (h, w):
+        raise InputError(f"mask {mask.shape[::-1]} and SSIM map {(w, h)} differ in size")
+    r = _border()
+    keep = np.zeros((h, w), dtype=bool)
+    if h > 2 * r and w > 2 * r:
+        keep[r:-r, r:-r] = True
+    else:
+        keep[:] = True
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    grown = cv2.dilate(mask.astype(np.uint8), kernel) > 0
+    keep &= ~grown
+    if keep.sum() < max(16, 0.005 * h * w):
+        return None
+    return float(smap[keep].mean(dtype=np.float64))
+
+
 # ---------------------------------------------------------------------------------------
 # Pattern location
 # ---------------------------------------------------------------------------------------
@@ -503,6 +540,91 @@ def locate_pattern(
     }
 
 
+def _quad_on_mask(corners: Sequence[Sequence[float]], mask: Array) -> float:
+    """Fraction (0..1) of the quad's area (``corners`` normalised, any order around)
+    lying on ``mask``. The part of the quad outside the image counts as off the mask."""
+    h, w = mask.shape
+    quad = np.asarray(corners, dtype=np.float64) * np.array([w, h], dtype=np.float64)
+    total = abs(float(cv2.contourArea(quad.astype(np.float32))))
+    if total <= 0:
+        return 0.0
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    hull = cv2.convexHull(quad.astype(np.float32))
+    inside, _ = cv2.intersectConvexConvex(hull, frame)
+    inside_fraction = min(1.0, max(0.0, float(inside) / total))
+    if inside_fraction <= 0:
+        return 0.0
+    shift = 4  # sub-pixel vertices: 1/16 pixel
+    raster = np.zeros((h, w), dtype=np.uint8)
+    pts = np.rint(quad * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+    cv2.fillPoly(raster, [pts], 1, lineType=cv2.LINE_8, shift=shift)
+    drawn = raster.astype(bool)
+    n = int(drawn.sum())
+    if n == 0:
+        return 0.0
+    on = int(np.count_nonzero(drawn & mask))
+    return float(min(1.0, inside_fraction * on / n))
+
+
+def relate_pattern(
+    pattern: Mapping[str, Any],
+    subject: Subject | None,
+    *,
+    placement: str | None = None,
+    size: tuple[int, int],
+    mask: Array | None = None,
+) -> dict[str, Any]:
+    """Express a :func:`locate_pattern` result relative to the subject (DESIGN.md s. 8, 10).
+
+    ``size`` is the (width, height) in pixels of the frame the boxes are normalised in;
+    ``mask`` the garment mask at any size (True on the fabric). Adds or replaces:
+
+    - ``relative_to``: ``"chest"`` when ``subject`` was found, else ``"image"``;
+    - ``width_fraction``: the pattern box's width over the chest box's width (else the
+      image's width);
+    - ``placement_point``: ``[x, y]`` normalised in the image: the point the placement
+      words name in the chest box (else the image centre);
+    - ``center_offset``: ``[dx, dy]`` from that point to the box centre, over the chest
+      box's (else the image's) width and height;
+    - ``placement_distance``: that distance in chest widths on both axes,
+      ``hypot(dx_px, dy_px) / chest_width_px``; None without a subject;
+    - ``on_garment``: the fraction (0..1) of the projected quad's area on ``mask``;
+      None without a subject or mask.
+
+    When the pattern was not found these are None (``relative_to`` is still set).
+    """
+    out = dict(pattern)
+    has_subject = bool(subject is not None and subject.found and subject.chest_box is not None)
+    out["relative_to"] = "chest" if has_subject else "image"
+    for key in ("width_fraction", "center_offset", "placement_point"):
+        out[key] = None
+    out["placement_distance"] = None
+    out["on_garment"] = None
+    box = pattern.get("box")
+    if not pattern.get("found") or not box:
+        return out
+    w, h = size
+    bx, by = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    if has_subject:
+        assert subject is not None and subject.chest_box is not None
+        x0, y0, x1, y1 = subject.chest_box
+        cw, ch = x1 - x0, y1 - y0
+        (fx, fy), _ = placement_point(placement)
+        px, py = x0 + fx * cw, y0 + fy * ch
+        out["width_fraction"] = float((box[2] - box[0]) / cw)
+        out["center_offset"] = [float((bx - px) / cw), float((by - py) / ch)]
+        out["placement_point"] = [float(px), float(py)]
+        out["placement_distance"] = float(math.hypot((bx - px) * w, (by - py) * h) / (cw * w))
+        corners = pattern.get("corners")
+        if mask is not None and corners:
+            out["on_garment"] = _quad_on_mask(corners, mask)
+    else:
+        out["width_fraction"] = float(box[2] - box[0])
+        out["center_offset"] = [float(bx - 0.5), float(by - 0.5)]
+        out["placement_point"] = [0.5, 0.5]
+    return out
+
+
 # ---------------------------------------------------------------------------------------
 # Style and perceptual hash
 # ---------------------------------------------------------------------------------------
@@ -526,14 +648,102 @@ def lab_stats_distance(a: ImageLike, b: ImageLike) -> float:
     return float(np.linalg.norm(lab_stats(a) - lab_stats(b)))
 
 
+TEXTURE_WORK_SIDE = 320  # long side for the texture statistics
+TEXTURE_SCALES = 3  # octaves: the working size, 1/2 and 1/4 of it
+TEXTURE_BINS = 8  # gradient orientation bins over 0..180 degrees
+TEXTURE_WINDOW = 4.0  # sigma (pixels) of the local mean and contrast
+TEXTURE_CONTRAST_FLOOR = 0.2  # x the image's luminance std: keeps flat areas from exploding
+TEXTURE_MARGIN = 0.15  # the output must be this much (relative) closer in texture
+
+
+def texture_features(image: ImageLike) -> Array:
+    """Texture statistics of an image, blind to colour and to any global gain and offset
+    of the luminance (so a colour cast or a Reinhard transfer leaves them unchanged).
+
+    At a long side of 320 pixels and two further octaves (``pyrDown``), the luminance is
+    normalised by its local contrast, ``n = (Y - mu) / (sigma + 0.2 std(Y))`` with mu and
+    sigma a Gaussian (sigma 4 px) local mean and standard deviation. On ``n``, per scale:
+
+    - an 8-bin histogram of gradient orientation (0..180 degrees) weighted by the
+      gradient magnitude, summing to 1 (which way the strokes run);
+    - ``log`` of the mean gradient magnitude (high-frequency energy against local
+      contrast: fine brush strokes raise it, smoothing lowers it);
+    - the structure-tensor coherence (0..1, tensor sigma 2 px) averaged with the
+      tensor's trace as weight (how stroke-like, i.e. oriented, the detail is).
+
+    Returns a float64 vector of ``3 * (8 + 2)`` values, per scale in that order.
+    """
+    rgb = _rgb_array(image)
+    y = luma(_resize(rgb, _fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE)))
+    floor = TEXTURE_CONTRAST_FLOOR * float(y.std()) + 1e-3
+    feats: list[float] = []
+    for _ in range(TEXTURE_SCALES):
+        mu = cv2.GaussianBlur(y, (0, 0), TEXTURE_WINDOW)
+        d = y - mu
+        sd = np.sqrt(cv2.GaussianBlur(d * d, (0, 0), TEXTURE_WINDOW))
+        n = d / (sd + floor)
+        gx = cv2.Sobel(n, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(n, cv2.CV_32F, 0, 1, ksize=3)
+        mag = cv2.magnitude(gx, gy)
+        ang = np.mod(np.arctan2(gy, gx), np.pi)
+        bins = np.minimum((ang * (TEXTURE_BINS / np.pi)).astype(np.int64), TEXTURE_BINS - 1)
+        counts = np.bincount(bins.ravel(), weights=mag.ravel(), minlength=TEXTURE_BINS)
+        hist = counts.astype(np.float64) / max(float(counts.sum()), 1e-9)
+        jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
+        jyy = cv2.GaussianBlur(gy * gy, (0, 0), 2.0)
+        jxy = cv2.GaussianBlur(gx * gy, (0, 0), 2.0)
+        trace = jxx + jyy
+        coh = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy * jxy) / (trace + 1e-6)
+        coherence = float((coh * trace).sum(dtype=np.float64) / max(float(trace.sum()), 1e-9))
+        feats.extend(float(v) for v in hist)
+        feats.append(math.log(float(mag.mean(dtype=np.float64)) + 1e-6))
+        feats.append(coherence)
+        if min(y.shape) < 16:
+            # Too small for another octave: repeat the last scale's statistics.
+            feats.extend(feats[-(TEXTURE_BINS + 2) :])
+            continue
+        y = cv2.pyrDown(y)
+    return np.asarray(feats[: TEXTURE_SCALES * (TEXTURE_BINS + 2)], dtype=np.float64)
+
+
+def texture_distance(a: Array, b: Array) -> float:
+    """Distance (>= 0) between two :func:`texture_features` vectors: summed over the
+    scales, the L1 distance of the orientation histograms (0..2 each) plus the absolute
+    difference of the log energies plus that of the coherences (0..1 each)."""
+    return float(np.abs(np.asarray(a) - np.asarray(b)).sum())
+
+
 def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict[str, Any]:
-    """``{"output_to_style", "target_to_style", "closer"}``: Lab-statistics distances
-    (:func:`lab_stats_distance`) and whether the output is closer to the style than the
-    target was."""
+    """How far the output moved toward the style source, in colour and in texture.
+
+    Returns ``{"output_to_style", "target_to_style", "colour_closer",
+    "texture_output_to_style", "texture_target_to_style", "texture_closer", "closer"}``:
+
+    - colour: Lab-statistics distances (:func:`lab_stats_distance`, Lab units);
+      ``colour_closer = output_to_style < target_to_style``;
+    - texture: :func:`texture_distance` of :func:`texture_features`;
+      ``texture_closer = texture_output_to_style < (1 - 0.15) * texture_target_to_style``
+      (a margin: re-encoding or a colour change alone moves it a few per cent);
+    - ``closer = colour_closer and texture_closer``: a colour transfer alone is not a
+      restyle.
+    """
     s = lab_stats(style)
     d1 = float(np.linalg.norm(lab_stats(output) - s))
     d2 = float(np.linalg.norm(lab_stats(target) - s))
-    return {"output_to_style": d1, "target_to_style": d2, "closer": bool(d1 < d2)}
+    ts = texture_features(style)
+    t1 = texture_distance(texture_features(output), ts)
+    t2 = texture_distance(texture_features(target), ts)
+    colour_closer = bool(d1 < d2)
+    texture_closer = bool(t1 < (1.0 - TEXTURE_MARGIN) * t2)
+    return {
+        "output_to_style": d1,
+        "target_to_style": d2,
+        "colour_closer": colour_closer,
+        "texture_output_to_style": t1,
+        "texture_target_to_style": t2,
+        "texture_closer": texture_closer,
+        "closer": colour_closer and texture_closer,
+    }
 
 
 def phash(image: ImageLike) -> int:
@@ -753,12 +963,22 @@ def align_output(
 
 @dataclass(frozen=True)
 class CheckSpec:
-    """One recipe check: what it reads, what its expected value looks like."""
+    """One recipe check: what it reads, what its expected value looks like.
+
+    ``needs_subject``: the check is defined relative to the subject (the chest box or
+    the garment mask); without one it is not measured (``pass`` None), never measured
+    against the whole image instead.
+    """
 
     kind: str  # "bool" | "min" | "max" | "range"
     metric: str  # the metric it needs: "pattern", "ssim", ...
     description: str
     value: Callable[[Mapping[str, Any]], Any]
+    needs_subject: bool = False
+
+
+NO_SUBJECT_REASON = "no subject found on the target: give --subject-box x0,y0,x1,y1"
+PATTERN_MISSING_REASON = "the pattern was not found in the output"
 
 
 def _get(metrics: Mapping[str, Any], key: str, sub: str | None = None) -> Any:
@@ -768,9 +988,21 @@ def _get(metrics: Mapping[str, Any], key: str, sub: str | None = None) -> Any:
     return v.get(sub) if isinstance(v, Mapping) else None
 
 
+def _chest(metrics: Mapping[str, Any], sub: str) -> Any:
+    """A pattern value only when it is relative to the chest (never the image's)."""
+    if _get(metrics, "pattern", "relative_to") != "chest":
+        return None
+    return _get(metrics, "pattern", sub)
+
+
 def _offset_len(metrics: Mapping[str, Any]) -> float | None:
-    off = _get(metrics, "pattern", "center_offset")
+    off = _chest(metrics, "center_offset")
     return None if off is None else float(math.hypot(off[0], off[1]))
+
+
+def _subject_found(metrics: Mapping[str, Any]) -> bool:
+    subject = metrics.get("subject")
+    return bool(isinstance(subject, Mapping) and subject.get("found"))
 
 
 CHECKS: dict[str, CheckSpec] = {
@@ -789,14 +1021,30 @@ CHECKS: dict[str, CheckSpec] = {
     "pattern_width_fraction": CheckSpec(
         "range",
         "pattern",
-        "the pattern's box width, as a fraction of the target's width",
-        lambda m: _get(m, "pattern", "width_fraction"),
+        "the pattern's box width, as a fraction of the chest's width",
+        lambda m: _chest(m, "width_fraction"),
+        needs_subject=True,
     ),
     "pattern_center_offset_max": CheckSpec(
         "max",
         "pattern",
-        "distance |[dx, dy]| from the image centre to the pattern's centre",
+        "|[dx, dy]| from the placement point to the pattern's centre, in chest width/height",
         _offset_len,
+        needs_subject=True,
+    ),
+    "pattern_placement": CheckSpec(
+        "max",
+        "pattern",
+        "distance from the placement point to the pattern's centre, in chest widths",
+        lambda m: _chest(m, "placement_distance"),
+        needs_subject=True,
+    ),
+    "pattern_on_garment": CheckSpec(
+        "min",
+        "pattern",
+        "fraction of the pattern's area lying on the garment",
+        lambda m: _chest(m, "on_garment"),
+        needs_subject=True,
     ),
     "target_ssim_outside_edit": CheckSpec(
         "min",
@@ -804,12 +1052,19 @@ CHECKS: dict[str, CheckSpec] = {
         "SSIM outside the edit region (the target is preserved)",
         lambda m: _get(m, "ssim_outside_edit"),
     ),
+    "target_ssim_outside_garment": CheckSpec(
+        "min",
+        "ssim_outside_garment",
+        "SSIM off the garment (face, skin and background preserved)",
+        lambda m: _get(m, "ssim_outside_garment"),
+        needs_subject=True,
+    ),
     "ssim_min": CheckSpec("min", "ssim", "SSIM of output vs target", lambda m: _get(m, "ssim")),
     "ssim_max": CheckSpec("max", "ssim", "SSIM of output vs target", lambda m: _get(m, "ssim")),
     "style_closer": CheckSpec(
         "bool",
         "style",
-        "the output's Lab statistics are closer to the style than the target's",
+        "the output is closer to the style than the target in colour AND texture",
         lambda m: _get(m, "style", "closer"),
     ),
     "edit_area_min": CheckSpec(
@@ -869,20 +1124,39 @@ def validate_checks(checks: Mapping[str, Any]) -> None:
 
 
 def evaluate_checks(metrics: Mapping[str, Any], checks: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Apply recipe checks to metrics: ``{"checks": {name: {"pass", "value", "expected"}},
-    "passed": bool}``. ``passed`` is True when every check passes (or there are none).
-    A value that could not be measured (e.g. no pattern found, so no width) fails.
-    RecipeError for an unknown key; InputError when a check needs an input not given."""
+    """Apply recipe checks to metrics: ``{"checks": {name: {"pass", "value", "expected"
+    [, "reason"]}}, "passed": bool}``.
+
+    ``pass`` is True or False, or None when the check needs the subject (the chest box
+    or garment mask) and none was found or given: then ``reason`` tells the user to give
+    ``--subject-box``. A pattern check fails (False) when the pattern was not found,
+    subject or not. ``passed`` is True only when every check passes (or there are none):
+    a value that could not be measured fails, and a check not measured (None) fails
+    ``passed`` too. RecipeError for an unknown key; InputError when a check needs an
+    input not given."""
     checks = checks or {}
     validate_checks(checks)
+    has_subject = _subject_found(metrics)
     out: dict[str, Any] = {}
     for name, expected in checks.items():
         spec = CHECKS[name]
         if metrics.get(spec.metric, None) is None and spec.metric in _NEEDS_INPUT:
             raise InputError(f"check {name!r} needs {_NEEDS_INPUT[spec.metric]}")
         value = spec.value(metrics)
-        if value is None:
+        exp = list(expected) if spec.kind == "range" else expected
+        reason: str | None = None
+        ok: bool | None
+        pattern_missing = spec.metric == "pattern" and not _get(metrics, "pattern", "found")
+        if spec.needs_subject and not has_subject and not pattern_missing:
+            ok, reason = None, NO_SUBJECT_REASON
+        elif value is None:
             ok = False
+            if pattern_missing:
+                reason = PATTERN_MISSING_REASON
+            elif spec.metric == "ssim_outside_garment":
+                reason = "too few pixels off the garment to measure"
+            elif spec.metric == "ssim_outside_edit":
+                reason = "the edit covers the whole image"
         elif spec.kind == "bool":
             ok = bool(value) == expected
         elif spec.kind == "min":
@@ -891,9 +1165,32 @@ def evaluate_checks(metrics: Mapping[str, Any], checks: Mapping[str, Any] | None
             ok = value <= expected
         else:
             ok = expected[0] <= value <= expected[1]
-        exp = list(expected) if spec.kind == "range" else expected
-        out[name] = {"pass": bool(ok), "value": _json_safe(value), "expected": exp}
-    return {"checks": out, "passed": all(c["pass"] for c in out.values())}
+        entry: dict[str, Any] = {
+            "pass": None if ok is None else bool(ok),
+            "value": _json_safe(value),
+            "expected": exp,
+        }
+        if reason is not None:
+            entry["reason"] = reason
+        out[name] = entry
+    return {"checks": out, "passed": all(c["pass"] is True for c in out.values())}
+
+
+def checks_verdict(checks: Mapping[str, Any]) -> str | None:
+    """The one-line failure message for evaluated ``checks`` (``{name: {"pass", ...}}``),
+    or None when every check passed. Checks not measured are named with their reason."""
+    failed = [n for n, c in checks.items() if c.get("pass") is False]
+    unmeasured = [n for n, c in checks.items() if c.get("pass") is None]
+    if not failed and not unmeasured:
+        return None
+    parts = []
+    if failed:
+        parts.append(f"recipe checks failed: {', '.join(failed)}")
+    if unmeasured:
+        reasons = sorted({str(checks[n].get("reason") or "not measured") for n in unmeasured})
+        head = "not measured" if failed else "recipe checks not measured"
+        parts.append(f"{head} ({'; '.join(reasons)}): {', '.join(unmeasured)}")
+    return "; ".join(parts)
 
 
 # ---------------------------------------------------------------------------------------
@@ -922,9 +1219,12 @@ def _json_safe(v: Any, digits: int = 4) -> Any:
 class CompareReport:
     """Metrics, check results and the overall verdict of one comparison.
 
-    ``metrics`` holds ssim, edit_region, ssim_outside_edit, pattern, style, phash and
-    aligned (which cell was cut out, and the size compared at). ``aligned_output`` is the
-    output in the target's frame (what the boxes refer to); it is not serialised.
+    ``metrics`` holds ssim, edit_region, ssim_outside_edit, pattern, style, phash,
+    subject, ssim_outside_garment and aligned (which cell was cut out, and the size
+    compared at). ``aligned_output`` is the output in the target's frame (what the boxes
+    refer to) and ``subject`` the :class:`~fluxcompose.locate.Subject` used (its garment
+    mask draws the sheet); neither is serialised. ``warnings`` are one-line notes for
+    the user (e.g. placement words not understood).
     """
 
     metrics: dict[str, Any]
@@ -932,25 +1232,43 @@ class CompareReport:
     passed: bool = True
     aligned_output: Image.Image | None = field(default=None, repr=False, compare=False)
     aligned_target: Image.Image | None = field(default=None, repr=False, compare=False)
+    subject: Subject | None = field(default=None, repr=False, compare=False)
+    warnings: list[str] = field(default_factory=list)
+    sheet_path: Path | None = None
+
+    KEYS = (
+        "ssim",
+        "edit_region",
+        "ssim_outside_edit",
+        "pattern",
+        "style",
+        "phash",
+        "subject",
+        "ssim_outside_garment",
+        "aligned",
+    )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe: ssim, edit_region, ssim_outside_edit, pattern, style, phash,
-        aligned, checks, passed (floats rounded to 4 decimals)."""
-        d = {
-            k: _json_safe(self.metrics.get(k))
-            for k in (
-                "ssim",
-                "edit_region",
-                "ssim_outside_edit",
-                "pattern",
-                "style",
-                "phash",
-                "aligned",
-            )
-        }
+        """JSON-safe: ssim, edit_region, ssim_outside_edit, pattern, style, phash, subject,
+        ssim_outside_garment, aligned, checks, passed, warnings (floats rounded to 4
+        decimals)."""
+        d = {k: _json_safe(self.metrics.get(k)) for k in self.KEYS}
         d["checks"] = _json_safe(self.checks)
         d["passed"] = bool(self.passed)
+        d["warnings"] = list(self.warnings)
         return d
+
+    def verdict(self) -> str | None:
+        """The failure message (see :func:`checks_verdict`), or None when all passed."""
+        return checks_verdict(self.checks)
+
+
+def _placement_warning(placement: str | None) -> str | None:
+    _, unknown = placement_point(placement)
+    if not unknown:
+        return None
+    words = ", ".join(repr(w) for w in unknown)
+    return f"placement {placement!r}: unknown word(s) {words}; the middle is used for them"
 
 
 def compare(
@@ -963,14 +1281,25 @@ def compare(
     composite: Any = None,
     target_index: int | None = None,
     checks: Mapping[str, Any] | None = None,
+    subject_box: Box | str | Sequence[float] | None = None,
+    placement: str | None = None,
+    subject: Subject | None = None,
 ) -> CompareReport:
     """Measure ``output`` against ``target`` (and the optional pattern, style and other
     named sources), then apply ``checks``. Images may be PIL images, arrays or paths.
     ``composite`` (a Composite, layout dict or layout JSON path) lets an output that kept
     the canvas layout be cut back to the target's cell (``target_index``, default per
-    :func:`default_target_index`)."""
+    :func:`default_target_index`).
+
+    The subject (DESIGN.md s. 10) is ``subject`` when given (computed on the upright
+    target; its boxes are normalised so any size works), else :func:`locate` runs on the
+    aligned target with ``subject_box`` (``"x0,y0,x1,y1"`` or 4 numbers, normalised; an
+    InputError when malformed). ``placement`` is the recipe's placement words (default
+    the middle of the chest box).
+    """
     if checks:
         validate_checks(checks)  # fail before the expensive part
+    box = parse_box(subject_box) if subject_box is not None else None  # type: ignore[arg-type]
     out_img = to_pil(output)
     tgt_img = to_pil(target)
     pat_img = to_pil(pattern) if pattern is not None else None
@@ -982,6 +1311,10 @@ def compare(
     tgt = _resize(np.asarray(tgt_img, dtype=np.uint8), work)
     out = _resize(np.asarray(cut, dtype=np.uint8), work)
 
+    if subject is None:
+        subject = locate(tgt, subject_box=box)
+    gmask = subject.garment_mask(work) if subject.found else None
+
     ssim_value, smap = ssim(out, tgt, full=True)
     region = _region_from_mask(_edit_mask(out, tgt))
     metrics: dict[str, Any] = {
@@ -991,15 +1324,24 @@ def compare(
         "pattern": None,
         "style": None,
         "phash": None,
+        "subject": subject.to_dict(),
+        "ssim_outside_garment": ssim_outside_mask(smap, gmask) if gmask is not None else None,
         "aligned": {
             **cut_info,
             "output_size": [out_img.width, out_img.height],
             "size": [work[0], work[1]],
         },
     }
+    warnings: list[str] = []
     if pat_img is not None:
         # Match in the cut output at its own resolution (no up/down round trip).
-        metrics["pattern"] = locate_pattern(np.asarray(cut, dtype=np.uint8), pat_img)
+        found = locate_pattern(np.asarray(cut, dtype=np.uint8), pat_img)
+        metrics["pattern"] = relate_pattern(
+            found, subject, placement=placement, size=work, mask=gmask
+        )
+        warning = _placement_warning(placement)
+        if warning:
+            warnings.append(warning)
     if sty_img is not None:
         metrics["style"] = style_metric(out, tgt, sty_img)
 
@@ -1021,4 +1363,128 @@ def compare(
         passed=result["passed"],
         aligned_output=Image.fromarray(out),
         aligned_target=Image.fromarray(tgt),
+        subject=subject,
+        warnings=warnings,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Files in, report (and sheet) out: what the CLI and run/batch call
+# ---------------------------------------------------------------------------------------
+
+
+def _load_any(image: ImageLike) -> Image.Image:
+    """A path or URL through fluxcompose.images (EXIF upright, ImageError when unreadable);
+    PIL images and arrays as they are."""
+    if isinstance(image, str | os.PathLike):
+        from .images import load_image
+
+        return load_image(str(image)).image
+    return to_pil(image)
+
+
+def find_canvas(layout_path: str | os.PathLike[str]) -> Path | None:
+    """The canvas image next to a layout file, if there is one: ``OUT.layout.json`` ->
+    ``OUT``; a run sidecar ``<job>.json`` -> ``<job>.canvas.<any ext>`` (PNG or JPEG
+    preferred, in that order). None otherwise."""
+    p = Path(layout_path)
+    if p.name.endswith(".layout.json"):
+        c = p.with_name(p.name[: -len(".layout.json")])
+        return c if c.is_file() else None
+    if p.suffix != ".json":
+        return None
+    stem = p.name[: -len(".json")]
+    preferred = [p.with_name(f"{stem}.canvas.{ext}") for ext in ("png", "jpg", "jpeg", "webp")]
+    for c in preferred:
+        if c.is_file():
+            return c
+    others = sorted(c for c in p.parent.glob(f"{_glob_escape(stem)}.canvas.*") if c.is_file())
+    return others[0] if others else None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{ch}]" if ch in "*?[]" else ch for ch in text)
+
+
+def compare_files(
+    output: ImageLike,
+    target: ImageLike,
+    *,
+    pattern: ImageLike | None = None,
+    style: ImageLike | None = None,
+    sources: Mapping[str, ImageLike] | None = None,
+    source_order: Sequence[str] | None = None,
+    layout: Any = None,
+    target_index: int | None = None,
+    checks: Mapping[str, Any] | None = None,
+    subject_box: Box | str | Sequence[float] | None = None,
+    placement: str | None = None,
+    subject: Subject | None = None,
+    sheet: str | os.PathLike[str] | None = None,
+    canvas: ImageLike | None = None,
+) -> CompareReport:
+    """Load the images (paths or URLs; PIL images and arrays pass through), run
+    :func:`compare`, and draw the sheet to ``sheet`` when given (``report.sheet_path``).
+
+    ``sources`` are further named sources (as in :func:`compare`); ``source_order`` is
+    the recipe's source names, which order the sheet's panels. ``layout`` is a layout
+    JSON path, dict, LayoutView or Composite; ``target_index`` defaults per
+    :func:`default_target_index` with ``source_order``. ``canvas`` defaults to the
+    canvas image next to a layout path (:func:`find_canvas`) or a Composite's image.
+    """
+    if checks:
+        validate_checks(checks)
+    view = load_layout(layout) if layout is not None else None
+    if view is not None and target_index is None:
+        target_index = default_target_index(view, source_order)
+    out_img = _load_any(output)
+    tgt_img = _load_any(target)
+    pat_img = _load_any(pattern) if pattern is not None else None
+    sty_img = _load_any(style) if style is not None else None
+    named = {name: _load_any(img) for name, img in (sources or {}).items()}
+    report = compare(
+        out_img,
+        tgt_img,
+        pattern=pat_img,
+        style=sty_img,
+        sources=named or None,
+        composite=view,
+        target_index=target_index,
+        checks=checks or None,
+        subject_box=subject_box,
+        placement=placement,
+        subject=subject,
+    )
+    if sheet is not None:
+        from .sheet import draw_sheet
+
+        panels: dict[str, Image.Image] = dict(named)
+        for name, img in (("pattern", pat_img), ("style", sty_img), ("target", tgt_img)):
+            if img is not None:
+                panels.setdefault(name, img)
+        order = [n for n in (source_order or []) if n in panels]
+        order += [n for n in panels if n not in order]
+        canvas_img: Image.Image | None = None
+        if canvas is not None:
+            canvas_img = _load_any(canvas)
+        elif isinstance(layout, str | os.PathLike):
+            found = find_canvas(layout)
+            canvas_img = _load_any(found) if found is not None else None
+        elif getattr(layout, "image", None) is not None:
+            canvas_img = to_pil(layout.image)
+        report.sheet_path = draw_sheet(
+            report,
+            sources=[(n, panels[n]) for n in order],
+            canvas=canvas_img,
+            output=out_img,
+            path=Path(sheet),
+        )
+    return report
+
+
+def raise_for_checks(report: CompareReport) -> None:
+    """ChecksFailed (exit 1) with :meth:`CompareReport.verdict` when a check failed or
+    could not be measured; nothing when all passed."""
+    message = report.verdict()
+    if message is not None:
+        raise ChecksFailed(message)

@@ -376,10 +376,13 @@ def test_colours_moved_toward_style_are_closer(flower: Image.Image) -> None:
         np.uint8
     )
     m = C.compare(rgb, target, style=style).metrics["style"]
-    assert m["closer"] is True
+    assert m["colour_closer"] is True
     assert m["output_to_style"] < 0.75 * m["target_to_style"]
+    # A colour move alone is not a restyle: the texture did not move, so not closer.
+    assert m["texture_closer"] is False
+    assert m["closer"] is False
     same = C.style_metric(target, target, style)
-    assert same["closer"] is False
+    assert same["closer"] is False and same["colour_closer"] is False
 
 
 def _dct_matrix(n: int) -> np.ndarray:
@@ -538,15 +541,21 @@ def pasted(flower: Image.Image) -> dict[str, Any]:
     """Metrics for a few known placements of the pattern on the flower photo."""
     target = flower.resize((960, 720))
 
+    # The chest box given as the whole image: the chest-relative checks then read the
+    # image-relative numbers these known answers were made for.
+    whole = (0.0, 0.0, 1.0, 1.0)
+
     def run(center: tuple[float, float], wf: float) -> dict[str, Any]:
         out, _ = paste_warped(target, PATTERN, center=center, width_fraction=wf, rotation_deg=4)
-        return C.compare(jpeg(out, 85), target, pattern=PATTERN).metrics
+        return C.compare(jpeg(out, 85), target, pattern=PATTERN, subject_box=whole).metrics
 
     return {
         "good": run((0.5, 0.5), 0.55),
         "small": run((0.5, 0.5), 0.22),
         "off_centre": run((0.3, 0.35), 0.5),
-        "missing": C.compare(jpeg(target, 85), target, pattern=PATTERN).metrics,
+        "missing": C.compare(
+            jpeg(target, 85), target, pattern=PATTERN, subject_box=whole
+        ).metrics,
     }
 
 
@@ -643,7 +652,16 @@ def test_report_to_dict_is_json_safe(pasted: dict[str, Any], flower: Image.Image
     assert list(d)[:6] == ["ssim", "edit_region", "ssim_outside_edit", "pattern", "style", "phash"]
     assert {"checks", "passed"} <= set(d)
     assert set(d["pattern"]) >= {"found", "inliers", "box", "width_fraction", "center_offset"}
-    assert set(d["style"]) == {"output_to_style", "target_to_style", "closer"}
+    assert set(d["style"]) == {
+        "output_to_style",
+        "target_to_style",
+        "colour_closer",
+        "texture_output_to_style",
+        "texture_target_to_style",
+        "texture_closer",
+        "closer",
+    }
+    assert {"subject", "ssim_outside_garment", "warnings"} <= set(d)
 
 
 # ------------------------------------------------------------------------------ sheet
@@ -652,7 +670,9 @@ def test_report_to_dict_is_json_safe(pasted: dict[str, Any], flower: Image.Image
 def test_sheet_is_drawn(tmp_path: Path, flower: Image.Image) -> None:
     target = flower.resize((480, 360))
     out, _ = paste_warped(target, PATTERN, center=(0.5, 0.5), width_fraction=0.5)
-    report = C.compare(out, target, pattern=PATTERN, checks=RECIPE_CHECKS)
+    report = C.compare(
+        out, target, pattern=PATTERN, checks=RECIPE_CHECKS, subject_box=(0.0, 0.0, 1.0, 1.0)
+    )
     path = draw_sheet(
         report,
         sources=[("pattern", PATTERN), ("target", target)],
@@ -718,6 +738,8 @@ def test_cli_json_and_exit_0(files: dict[str, Path]) -> None:
             str(files["pattern"]),
             "--recipe",
             str(files["pass"]),
+            "--subject-box",
+            "0,0,1,1",
             "--json",
         ]
     )
@@ -737,6 +759,8 @@ def test_cli_failing_checks_exit_1(files: dict[str, Path]) -> None:
             str(files["pattern"]),
             "--recipe",
             str(files["fail"]),
+            "--subject-box",
+            "0,0,1,1",
         ]
     )
     assert code == 1
@@ -811,6 +835,8 @@ def test_cli_through_main_gives_exit_codes(files: dict[str, Path]) -> None:
         str(files["target"]),
         "--pattern",
         str(files["pattern"]),
+        "--subject-box",
+        "0,0,1,1",
     ]
     assert runner.invoke(cli, args).exit_code == 0
     failed = runner.invoke(cli, [*args, "--recipe", str(files["fail"])])

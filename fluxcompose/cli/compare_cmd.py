@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
-from ..errors import ChecksFailed, RecipeError
-from ._common import notice, print_json
+from ..errors import RecipeError
+from ._common import SubjectBoxType, notice, print_json
 
 __all__ = ["compare"]
 
 
-def _load(source: str) -> Any:
-    """A PIL RGB image from a path or URL (ImageError, exit 2, when unreadable)."""
-    from ..images import load_image
-
-    return load_image(source).image
-
-
 def _canvas_for(layout_path: str) -> Any:
     """The canvas image next to a layout file, if there is one: ``OUT.layout.json`` ->
-    ``OUT``; a run sidecar ``<job>.json`` -> ``<job>.canvas.png``. None otherwise."""
-    p = Path(layout_path)
-    candidates = []
-    if p.name.endswith(".layout.json"):
-        candidates.append(p.with_name(p.name[: -len(".layout.json")]))
-    elif p.suffix == ".json":
-        candidates.append(p.with_name(p.stem + ".canvas.png"))
-    for c in candidates:
-        if c.is_file():
-            return _load(str(c))
-    return None
+    ``OUT``; a run sidecar ``<job>.json`` -> ``<job>.canvas.<any ext>``. None otherwise."""
+    from ..compare import find_canvas
+    from ..images import load_image
+
+    found = find_canvas(layout_path)
+    return None if found is None else load_image(str(found)).image
 
 
 def _fmt(v: Any) -> str:
@@ -47,6 +34,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _verdict_text(c: dict[str, Any]) -> str:
+    if c.get("pass") is None:
+        return click.style("N/A ", fg="yellow")
+    return click.style("PASS", fg="green") if c["pass"] else click.style("FAIL", fg="red")
+
+
 def _summary(d: dict[str, Any]) -> list[str]:
     """A short human summary of a report dict, one metric per line."""
     outside = d.get("ssim_outside_edit")
@@ -59,21 +52,49 @@ def _summary(d: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append("edit region   none (no change beyond noise)")
+    subj = d.get("subject") or {}
+    if subj.get("found"):
+        lines.append(
+            f"subject       {subj.get('method')}, chest box {_fmt(subj.get('chest_box'))}, "
+            f"confidence {_fmt(subj.get('confidence'))}"
+        )
+        og = d.get("ssim_outside_garment")
+        lines.append(
+            "              ssim off the garment "
+            + (_fmt(og) if og is not None else "n/a (too few pixels off the garment)")
+        )
+    else:
+        why = subj.get("reason")
+        lines.append(
+            "subject       none found" + (f" ({why})" if why else "") + "; give --subject-box"
+        )
     p = d.get("pattern")
     if p is not None:
         if p["found"]:
-            off = p["center_offset"]
+            off = p.get("center_offset") or [0.0, 0.0]
+            rel = p.get("relative_to", "image")
             lines.append(
                 f"pattern       found, {p['inliers']} inliers, box {_fmt(p['box'])}, "
-                f"width {_fmt(p['width_fraction'])}, offset [{off[0]:+.3f}, {off[1]:+.3f}]"
+                f"width {_fmt(p['width_fraction'])} of the {rel}'s width, "
+                f"offset [{off[0]:+.3f}, {off[1]:+.3f}] of the {rel}"
             )
+            if rel == "chest":
+                lines.append(
+                    f"              {_fmt(p.get('placement_distance'))} chest widths from the "
+                    f"placement point, {_fmt(p.get('on_garment'))} on the garment"
+                )
         else:
             lines.append(f"pattern       not found ({p['inliers']} inliers)")
     s = d.get("style")
     if s is not None:
         lines.append(
-            f"style         Lab distance output->style {s['output_to_style']:.2f}, "
-            f"target->style {s['target_to_style']:.2f}, closer: {_fmt(s['closer'])}"
+            f"style         colour: Lab distance output->style {s['output_to_style']:.2f}, "
+            f"target->style {s['target_to_style']:.2f}, closer: {_fmt(s.get('colour_closer'))}"
+        )
+        lines.append(
+            f"              texture: output->style {_fmt(s.get('texture_output_to_style'))}, "
+            f"target->style {_fmt(s.get('texture_target_to_style'))}, "
+            f"closer: {_fmt(s.get('texture_closer'))}; restyled: {_fmt(s['closer'])}"
         )
     ph = d.get("phash") or {}
     if ph:
@@ -85,16 +106,24 @@ def _summary(d: dict[str, Any]) -> list[str]:
         lines.append(f"aligned       output cut back to layout cell {cell}")
     checks = d.get("checks") or {}
     for i, (name, c) in enumerate(checks.items()):
-        verdict = click.style("PASS", fg="green") if c["pass"] else click.style("FAIL", fg="red")
         head = "checks        " if i == 0 else "              "
-        lines.append(f"{head}{verdict} {name}: {_fmt(c['value'])} (expected {_fmt(c['expected'])})")
-    if checks:
-        failed = sum(1 for c in checks.values() if not c["pass"])
-        result = (
-            click.style("PASS", fg="green", bold=True)
-            if not failed
-            else click.style(f"FAIL ({failed} of {len(checks)} checks failed)", fg="red", bold=True)
+        why = f" [{c['reason']}]" if c.get("reason") else ""
+        lines.append(
+            f"{head}{_verdict_text(c)} {name}: {_fmt(c['value'])} "
+            f"(expected {_fmt(c['expected'])}){why}"
         )
+    if checks:
+        failed = sum(1 for c in checks.values() if c["pass"] is False)
+        unmeasured = sum(1 for c in checks.values() if c["pass"] is None)
+        if not failed and not unmeasured:
+            result = click.style("PASS", fg="green", bold=True)
+        else:
+            parts = []
+            if failed:
+                parts.append(f"{failed} of {len(checks)} checks failed")
+            if unmeasured:
+                parts.append(f"{unmeasured} not measured")
+            result = click.style(f"FAIL ({', '.join(parts)})", fg="red", bold=True)
         lines.append(f"result        {result}")
     return lines
 
@@ -123,6 +152,19 @@ def _summary(d: dict[str, Any]) -> list[str]:
     metavar="N",
     help="With --layout: the target's cell index (default: the cell named target, else the last).",
 )
+@click.option(
+    "--subject-box",
+    type=SubjectBoxType(),
+    default=None,
+    help="The chest box on the target, normalised 0..1 (replaces detection).",
+)
+@click.option(
+    "--placement",
+    default=None,
+    metavar="TEXT",
+    help="Where the print should be in the chest box (default: the recipe's placement "
+    "variable, else middle), e.g. 'upper left'.",
+)
 @click.option("--sheet", default=None, metavar="PNG", help="Write a comparison sheet here.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 def compare(
@@ -133,22 +175,29 @@ def compare(
     recipe: str | None,
     layout: str | None,
     target_index: int | None,
+    subject_box: tuple[float, float, float, float] | None,
+    placement: str | None,
     sheet: str | None,
     as_json: bool,
 ) -> None:
-    """Measure OUTPUT against its sources: SSIM, where it changed, where the pattern went,
-    whether the colours moved toward the style, and the recipe's checks.
+    """Measure OUTPUT against its sources: SSIM, where it changed, where the pattern went
+    relative to the wearer's chest, whether it moved toward the style in colour and
+    texture, and the recipe's checks.
 
-    Exit 0 when the checks pass (or there are none), 1 when they fail, 2 for bad input.
+    Exit 0 when the checks pass (or there are none), 1 when they fail or cannot be
+    measured (e.g. no subject found: give --subject-box), 2 for bad input.
 
     \b
     Examples:
       fluxcompose compare out.png --target model.jpg --pattern print.png
       fluxcompose compare out.png --target model.jpg --pattern print.png \\
           --recipe pattern-transfer --layout canvas.png.layout.json --sheet sheet.png
+      fluxcompose compare out.png --target photo.jpg --pattern print.png \\
+          --subject-box 0.06,0.53,0.98,1.0 --placement "upper left"
       fluxcompose compare out.png --target photo.jpg --style painting.jpg --json
     """
     from .. import compare as compare_mod
+    from ..images import load_image
 
     rec = None
     if recipe is not None:
@@ -157,53 +206,43 @@ def compare(
         rec = load_recipe(recipe)
     if target_index is not None and layout is None:
         notice("note: --target-index has no effect without --layout")
+    if placement is None and rec is not None:
+        placement = rec.variables.get("placement")
 
-    view = compare_mod.load_layout(layout) if layout is not None else None
-    if view is not None and target_index is None:
-        target_index = compare_mod.default_target_index(view, rec.sources if rec else None)
-
-    out_img = _load(output)
-    tgt_img = _load(target)
-    pat_img = _load(pattern) if pattern is not None else None
-    sty_img = _load(style) if style is not None else None
-    checks = dict(rec.checks) if rec is not None else None
-    if view is None and compare_mod.aspect_mismatch(out_img.size, tgt_img.size):
+    out_img = load_image(output).image
+    tgt_img = load_image(target).image
+    if layout is None and compare_mod.aspect_mismatch(out_img.size, tgt_img.size):
         notice(
             f"note: the output ({out_img.width}x{out_img.height}) and the target "
             f"({tgt_img.width}x{tgt_img.height}) differ in aspect; if the output kept the "
             "canvas layout, pass --layout"
         )
-
-    report = compare_mod.compare(
+    report = compare_mod.compare_files(
         out_img,
         tgt_img,
-        pattern=pat_img,
-        style=sty_img,
-        composite=view,
+        pattern=pattern,
+        style=style,
+        source_order=list(rec.sources) if rec is not None else None,
+        layout=layout,
         target_index=target_index,
-        checks=checks or None,
+        checks=dict(rec.checks) if rec is not None and rec.checks else None,
+        subject_box=subject_box,
+        placement=placement,
+        sheet=sheet,
+        canvas=_canvas_for(layout) if layout is not None and sheet is not None else None,
     )
+    for warning in report.warnings:
+        notice(f"warning: {warning}")
     data = report.to_dict()
-
-    if sheet is not None:
-        from ..sheet import draw_sheet
-
-        named = {"pattern": pat_img, "style": sty_img, "target": tgt_img}
-        order = list(rec.sources) if rec is not None else []
-        order += [n for n in ("pattern", "style", "target") if n not in order]
-        sources = [(n, named[n]) for n in order if named.get(n) is not None]
-        canvas = _canvas_for(layout) if layout is not None else None
-        written = draw_sheet(
-            report, sources=sources, canvas=canvas, output=out_img, path=Path(sheet)
-        )
-        data["sheet"] = str(written)
+    if report.sheet_path is not None:
+        data["sheet"] = str(report.sheet_path)
 
     if as_json:
         print_json(data)
     else:
         for line in _summary(data):
             click.echo(line)
-        if sheet is not None:
+        if report.sheet_path is not None:
             click.echo(f"sheet         {data['sheet']}")
 
     if rec is not None and not rec.checks:
@@ -211,6 +250,4 @@ def compare(
             f"recipe {rec.name!r} has no [checks], so there is nothing to verify "
             "(the metrics are printed above)"
         )
-    if not report.passed:
-        failed = [name for name, c in report.checks.items() if not c["pass"]]
-        raise ChecksFailed(f"recipe checks failed: {', '.join(failed)}")
+    compare_mod.raise_for_checks(report)
