@@ -1,6 +1,8 @@
 """The comparison sheet: one PNG with the sources, the canvas and the output side by side,
-the found pattern (green) and the edit region (red, dashed) drawn on the output, and the
-key metrics and check results as text. Sized to be read at 100 % zoom.
+the found pattern (green), the edit region (red, dashed), the chest box (orange, with the
+placement point) and the garment's outline (magenta) drawn on the output, and the key
+metrics and check results as text. A check that could not be measured (no subject) shows
+as "n/a" in amber, never green. Sized to be read at 100 % zoom.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import InputError
@@ -34,6 +38,9 @@ CELL_C = (40, 110, 250)
 HALO_C = (20, 20, 20)
 PATTERN_TEXT_C = (10, 120, 50)
 EDIT_TEXT_C = (180, 30, 30)
+WARN_C = (176, 106, 0)  # amber: not measured
+CHEST_C = (255, 140, 0)
+GARMENT_C = (220, 0, 220)
 
 Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
@@ -103,17 +110,25 @@ def _dashed_rect(
             )
 
 
-def _report_parts(report: Any) -> tuple[dict[str, Any], Image.Image | None]:
-    """(JSON-like dict, aligned output image or None) from a CompareReport or its dict."""
+def _report_parts(report: Any) -> tuple[dict[str, Any], Image.Image | None, Any]:
+    """(JSON-like dict, aligned output image or None, Subject or None) from a
+    CompareReport or its dict."""
     if hasattr(report, "to_dict"):
-        return report.to_dict(), getattr(report, "aligned_output", None)
+        return (
+            report.to_dict(),
+            getattr(report, "aligned_output", None),
+            getattr(report, "subject", None),
+        )
     if isinstance(report, Mapping):
-        return dict(report), None
+        return dict(report), None, None
     raise InputError(f"not a compare report: {type(report).__name__}")
 
 
-def _annotate_output(output: Image.Image, data: Mapping[str, Any], height: int) -> Image.Image:
-    """The output thumbnail with the edit region, the pattern and (for a cut) the cell drawn.
+def _annotate_output(
+    output: Image.Image, data: Mapping[str, Any], height: int, subject: Any = None
+) -> Image.Image:
+    """The output thumbnail with the edit region, the chest box, the garment's outline (from
+    ``subject``'s mask, when given), the pattern and (for a cut) the cell drawn.
 
     Boxes in the report are normalised in the target's frame; when the output kept the
     canvas layout they are mapped into the measured cell (``aligned.cell_box``).
@@ -141,6 +156,33 @@ def _annotate_output(output: Image.Image, data: Mapping[str, Any], height: int) 
     if region.get("box"):
         draw.rectangle(px(region["box"]), outline=HALO_C, width=1)  # keeps the dashes visible
         _dashed_rect(draw, px(region["box"]), EDIT_C, width=3)
+    subj = data.get("subject") or {}
+    if subj.get("found"):
+        if subject is not None and getattr(subject, "found", False):
+            cw = max(1, round((cx1 - cx0) * tw))
+            ch = max(1, round((cy1 - cy0) * th))
+            mask = subject.garment_mask((cw, ch))
+            if mask is not None and mask.any():
+                contours, _ = cv2.findContours(
+                    mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+                )
+                ox, oy = cx0 * tw, cy0 * th
+                for c in contours:
+                    if len(c) < 2:
+                        continue
+                    pts = [(ox + float(p[0][0]), oy + float(p[0][1])) for p in c]
+                    draw.line([*pts, pts[0]], fill=HALO_C, width=4)
+                    draw.line([*pts, pts[0]], fill=GARMENT_C, width=2)
+        if subj.get("chest_box"):
+            b = px(subj["chest_box"])
+            draw.rectangle(b, outline=HALO_C, width=5)
+            draw.rectangle(b, outline=CHEST_C, width=3)
+        point = (data.get("pattern") or {}).get("placement_point")
+        if point and subj.get("chest_box"):
+            x = (cx0 + point[0] * (cx1 - cx0)) * tw
+            y = (cy0 + point[1] * (cy1 - cy0)) * th
+            draw.ellipse([x - 6, y - 6, x + 6, y + 6], outline=HALO_C, width=4)
+            draw.ellipse([x - 6, y - 6, x + 6, y + 6], outline=CHEST_C, width=2)
     pattern = data.get("pattern") or {}
     if pattern.get("found") and pattern.get("box"):
         b = px(pattern["box"])
@@ -186,18 +228,44 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
         )
     else:
         lines.append(("edit region: none (no change beyond noise)", INK))
+    subj = data.get("subject") or {}
+    if subj.get("found"):
+        lines.append(
+            (
+                f"subject: {subj.get('method')}, chest box {_fmt(subj.get('chest_box'), 2)}, "
+                f"confidence {_fmt(subj.get('confidence'), 2)}",
+                INK,
+            )
+        )
+        og = data.get("ssim_outside_garment")
+        why = " (too few pixels off the garment)" if og is None else ""
+        lines.append((f"SSIM off the garment: {_fmt(og)}{why}", INK))
+    else:
+        lines.append(
+            ("subject: NONE found (give --subject-box); chest checks not measured", WARN_C)
+        )
     pattern = data.get("pattern")
     if pattern is None:
         lines.append(("pattern: not measured (no pattern image)", MUTED))
     elif pattern.get("found"):
         off = pattern.get("center_offset") or [0.0, 0.0]
+        rel = pattern.get("relative_to", "image")
         lines.append(
             (
-                f"pattern: found, {pattern.get('inliers')} inliers, width {_fmt(pattern.get('width_fraction'))}, "
-                f"offset ({_signed(off[0])}, {_signed(off[1])})",
+                f"pattern: found, {pattern.get('inliers')} inliers, width "
+                f"{_fmt(pattern.get('width_fraction'))} of the {rel}, "
+                f"offset ({_signed(off[0])}, {_signed(off[1])}) (relative_to {rel})",
                 PATTERN_TEXT_C,
             )
         )
+        if rel == "chest":
+            lines.append(
+                (
+                    f"pattern: on the garment {_fmt(pattern.get('on_garment'))}, "
+                    f"{_fmt(pattern.get('placement_distance'))} chest widths from the placement",
+                    PATTERN_TEXT_C,
+                )
+            )
     else:
         lines.append((f"pattern: NOT found ({pattern.get('inliers', 0)} inliers)", FAIL_C))
     style = data.get("style")
@@ -206,8 +274,18 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
     else:
         lines.append(
             (
-                f"style (Lab stats distance): output {_fmt(style.get('output_to_style'), 1)}, "
-                f"target {_fmt(style.get('target_to_style'), 1)}, closer: {_fmt(style.get('closer'))}",
+                f"style colour (Lab stats): output {_fmt(style.get('output_to_style'), 1)}, "
+                f"target {_fmt(style.get('target_to_style'), 1)}, "
+                f"closer: {_fmt(style.get('colour_closer'))}",
+                INK,
+            )
+        )
+        lines.append(
+            (
+                f"style texture: output {_fmt(style.get('texture_output_to_style'), 2)}, "
+                f"target {_fmt(style.get('texture_target_to_style'), 2)}, "
+                f"closer: {_fmt(style.get('texture_closer'))}; "
+                f"restyled: {_fmt(style.get('closer'))}",
                 INK,
             )
         )
@@ -225,11 +303,21 @@ def _check_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, int
         return [("no checks (no recipe, or a recipe without [checks])", MUTED)]
     out = []
     for name, c in checks.items():
-        verdict = "PASS" if c.get("pass") else "FAIL"
+        if c.get("pass") is None:
+            reason = str(c.get("reason") or "")
+            short = "no subject" if "subject" in reason else (reason or "not measured")
+            out.append(
+                (
+                    f"n/a ({short})  {name} (expected {_fmt(c.get('expected'), 2)})",
+                    WARN_C,
+                )
+            )
+            continue
+        verdict = "PASS" if c["pass"] is True else "FAIL"
         out.append(
             (
                 f"{verdict}  {name}: {_fmt(c.get('value'))} (expected {_fmt(c.get('expected'), 2)})",
-                PASS_C if c.get("pass") else FAIL_C,
+                PASS_C if c["pass"] is True else FAIL_C,
             )
         )
     return out
@@ -247,7 +335,7 @@ def draw_sheet(
     write it to ``path`` as PNG, atomically. ``output`` may be the raw output (even one
     that kept the canvas layout) or None to use the report's aligned output. Returns
     the path written."""
-    data, aligned = _report_parts(report)
+    data, aligned, subject = _report_parts(report)
     shown = output if output is not None else aligned
     if shown is None:
         raise InputError("draw_sheet needs the output image")
@@ -263,12 +351,18 @@ def draw_sheet(
     cell = (data.get("aligned") or {}).get("cell")
     if cell is not None:
         out_caption += f"  (measured: cell {cell})"
-    out_panel = (_annotate_output(shown, data, OUTPUT_H), out_caption)
+    out_panel = (_annotate_output(shown, data, OUTPUT_H, subject), out_caption)
     aligned_info = data.get("aligned") or {}
     shown_items = {
         "pattern": bool((data.get("pattern") or {}).get("found")),
         "edit": bool((data.get("edit_region") or {}).get("box")),
         "cell": _is_raw(shown, aligned_info),
+        "chest": bool((data.get("subject") or {}).get("chest_box")),
+        "garment": bool(
+            subject is not None
+            and getattr(subject, "found", False)
+            and getattr(subject, "mask", None) is not None
+        ),
     }
     text = _text_block(data, head_f, body_f, cap_f, shown_items)
 
@@ -307,6 +401,10 @@ def draw_sheet(
     checks = data.get("checks") or {}
     if not checks:
         verdict, vcol = "NO CHECKS", NEUTRAL_C
+    elif any(c.get("pass") is False for c in checks.values()):
+        verdict, vcol = "FAIL", FAIL_C
+    elif any(c.get("pass") is not True for c in checks.values()):
+        verdict, vcol = "NOT MEASURED", WARN_C
     elif data.get("passed"):
         verdict, vcol = "PASS", PASS_C
     else:
@@ -370,6 +468,8 @@ def _text_block(
             ("pattern", (PATTERN_C, "pattern found (corners, box, centre)", False)),
             ("edit", (EDIT_C, "edit region", True)),
             ("cell", (CELL_C, "measured cell", True)),
+            ("chest", (CHEST_C, "chest box, placement point", False)),
+            ("garment", (GARMENT_C, "garment outline", False)),
         )
         if shown.get(key)
     ]

@@ -553,9 +553,7 @@ def pasted(flower: Image.Image) -> dict[str, Any]:
         "good": run((0.5, 0.5), 0.55),
         "small": run((0.5, 0.5), 0.22),
         "off_centre": run((0.3, 0.35), 0.5),
-        "missing": C.compare(
-            jpeg(target, 85), target, pattern=PATTERN, subject_box=whole
-        ).metrics,
+        "missing": C.compare(jpeg(target, 85), target, pattern=PATTERN, subject_box=whole).metrics,
     }
 
 
