@@ -178,7 +178,7 @@ def point_in_box(box: Box, fx: float, fy: float) -> tuple[float, float]:
 # The stored mask lives on a copy of the whole image whose long side is at most MASK_SIDE.
 
 DETECT_SIDE = 320
-DETECT_SIDE_SMALL = 640
+SMALL_FACE = 48
 SEG_FACE = 30
 MASK_SIDE = 480
 GARMENT_SIDE = 160
@@ -188,6 +188,7 @@ GARMENT_SIDE = 160
 SHOULDER_BELOW_FACE = 0.2  # shoulder line = face bottom + this x face height
 WAIST_BELOW_FACE = 2.4  # waist = face bottom + this x face height
 CHEST_WIDTH = 2.2  # chest box width = this x face width
+HEM_DELTA = 28.0  # Lab distance (OpenCV 8-bit units) that ends the garment at its hem
 
 _cascades: dict[str, Any] = {}
 
@@ -240,40 +241,52 @@ def _skin_generic(ycrcb: Array) -> Mask:
     return out
 
 
+def _chroma(rgb: Array) -> tuple[Array, Array, Array]:
+    """Shading-invariant chromaticity r = R/S, g = G/S, and the brightness S = R+G+B (0..765)."""
+    f = rgb.astype(np.float32)
+    s = f.sum(axis=-1) + 1.0
+    return f[..., 0] / s, f[..., 1] / s, s
+
+
 @dataclass(frozen=True)
 class _Skin:
-    """A skin colour model: mean and spread of (Cr, Cb)."""
+    """A skin colour model: mean and spread of the chromaticity (r, g), which shading does
+    not move (a shaded red shirt has the chroma of skin in YCrCb, not in r, g)."""
 
-    cr: float
-    cb: float
-    scr: float
-    scb: float
+    r: float
+    g: float
+    sr: float
+    sg: float
 
-    def test(self, ycrcb: Array) -> Mask:
-        dcr = (ycrcb[..., 1].astype(np.float32) - self.cr) / self.scr
-        dcb = (ycrcb[..., 2].astype(np.float32) - self.cb) / self.scb
-        out: Mask = (dcr * dcr + dcb * dcb <= 9.0) & (ycrcb[..., 0] >= 25)
+    def test(self, rgb: Array) -> Mask:
+        """True where ``rgb`` (H x W x 3 uint8) is this skin."""
+        r, g, s = _chroma(rgb)
+        dr = (r - self.r) / self.sr
+        dg = (g - self.g) / self.sg
+        out: Mask = (dr * dr + dg * dg <= 9.0) & (s >= 45.0)
         return out
 
 
-GENERIC_SKIN = _Skin(152.0, 108.0, 9.0, 10.0)
+GENERIC_SKIN = _Skin(0.45, 0.31, 0.04, 0.015)
 
 
-def _skin_from_face(ycrcb_face: Array) -> tuple[_Skin, float]:
-    """The skin model of a face crop (its centre), and the crop's generic-skin fraction."""
-    h, w = ycrcb_face.shape[:2]
-    core = ycrcb_face[h // 4 : h - h // 8, w // 5 : w - w // 5].reshape(-1, 3)
+def _skin_from_face(rgb_face: Array) -> tuple[_Skin, float]:
+    """The skin model of a face crop (RGB, its centre), and the crop's generic-skin fraction."""
+    import cv2
+
+    h, w = rgb_face.shape[:2]
+    core = np.ascontiguousarray(rgb_face[h // 4 : h - h // 8, w // 5 : w - w // 5])
     if core.size == 0:
         return GENERIC_SKIN, 0.0
-    generic = _skin_generic(core[None])[0]
+    generic = _skin_generic(cv2.cvtColor(core, cv2.COLOR_RGB2YCrCb))
     frac = float(generic.mean())
     if generic.sum() < 10:
         return GENERIC_SKIN, frac
-    px = core[generic].astype(np.float32)
-    cr, cb = float(np.median(px[:, 1])), float(np.median(px[:, 2]))
-    scr = float(np.clip(px[:, 1].std() * 1.2, 4.0, 12.0))
-    scb = float(np.clip(px[:, 2].std() * 1.2, 4.0, 12.0))
-    return _Skin(cr, cb, scr, scb), frac
+    r, g, _ = _chroma(core[generic])
+    mr, mg = float(np.median(r)), float(np.median(g))
+    sr = float(np.clip(r.std() * 1.2, 0.012, 0.04))
+    sg = float(np.clip(g.std() * 1.2, 0.008, 0.025))
+    return _Skin(mr, mg, sr, sg), frac
 
 
 @dataclass(frozen=True)
@@ -286,26 +299,59 @@ class _Face:
     score: float
 
 
-def _find_faces(rgb: Array) -> list[_Face]:
-    """Plausible frontal faces, best first (pixel boxes of the full image)."""
+def _find_faces(rgb: Array) -> tuple[list[_Face], int]:
+    """Plausible frontal faces, best first (pixel boxes of the full image), and how many
+    skin-coloured faces were rejected for having no torso in frame below them.
+
+    Two passes: the whole image at DETECT_SIDE (faces of at least ~5 % of the long side);
+    then, when that finds nothing plausible, skin-coloured blobs of face size, each searched
+    again on a crop of the full image enlarged so the blob is SMALL_FACE pixels across (small
+    and far-away people, and faces the first pass missed on busy backgrounds).
+    """
     import cv2
 
-    H, W = rgb.shape[:2]
     small, s = _resize_long(rgb, DETECT_SIDE)
     grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-    min_side = 16
-    boxes = _detect(grey, min_side, None)
-    scale = s
-    if not len(_plausible(boxes, scale, rgb)) and max(H, W) * s < max(H, W) and s < 1.0:
-        big, s2 = _resize_long(rgb, DETECT_SIDE_SMALL)
-        if s2 > s * 1.2:
-            grey2 = cv2.equalizeHist(cv2.cvtColor(big, cv2.COLOR_RGB2GRAY))
-            boxes = _detect(grey2, 18, round(min_side * s2 / s * 1.3))
-            scale = s2
-    return _plausible(boxes, scale, rgb)
+    boxes: list[tuple[float, ...]] = [
+        (x / s, y / s, w / s, h / s) for x, y, w, h in _detect(grey, 16, None)
+    ]
+    faces, headless = _plausible(boxes, rgb)
+    if faces:
+        return faces, headless
+    ycc = cv2.cvtColor(small, cv2.COLOR_RGB2YCrCb)
+    skin = _skin_generic(ycc).astype(np.uint8)
+    n, _, stats, _ = cv2.connectedComponentsWithStats(skin, connectivity=8)
+    long_side = max(small.shape[:2])
+    blobs = []
+    for i in range(1, n):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < 10 or max(w, h) > 0.25 * long_side:
+            continue
+        if not 0.5 <= h / w <= 3.0 or area < 0.3 * w * h:
+            continue
+        blobs.append((area, x, y, w, h))
+    blobs.sort(reverse=True)
+    H, W = rgb.shape[:2]
+    boxes = []
+    for _, x, y, w, h in blobs[:8]:
+        d = max(w, h) / s  # full-image pixels
+        cx, cy = (x + w / 2) / s, (y + h / 2) / s
+        x0, y0 = max(0, int(cx - 1.6 * d)), max(0, int(cy - 1.6 * d))
+        x1, y1 = min(W, int(cx + 1.6 * d) + 1), min(H, int(cy + 1.6 * d) + 1)
+        z = SMALL_FACE / d
+        crop = rgb[y0:y1, x0:x1]
+        size = (max(1, round((x1 - x0) * z)), max(1, round((y1 - y0) * z)))
+        if min(size) < 24:
+            continue
+        interp = cv2.INTER_AREA if z < 1 else cv2.INTER_LINEAR
+        g = cv2.cvtColor(cv2.resize(crop, size, interpolation=interp), cv2.COLOR_RGB2GRAY)
+        for bx, by, bw, bh in _detect(g, 20, None):
+            boxes.append((x0 + bx / z, y0 + by / z, bw / z, bh / z))
+    more, headless2 = _plausible(boxes, rgb)
+    return more, headless + headless2
 
 
-def _detect(grey: Array, min_side: int, max_side: int | None) -> list[Any]:
+def _detect(grey: Array, min_side: int, max_side: int | None) -> list[tuple[float, ...]]:
     kw: dict[str, Any] = {"minSize": (min_side, min_side)}
     if max_side is not None:
         kw["maxSize"] = (max_side, max_side)
@@ -313,28 +359,28 @@ def _detect(grey: Array, min_side: int, max_side: int | None) -> list[Any]:
     return [tuple(float(v) for v in b) for b in found]
 
 
-def _plausible(boxes: list[Any], scale: float, rgb: Array) -> list[_Face]:
-    """Faces that are skin-coloured and have at least one face height of torso below."""
-    import cv2
+def _plausible(boxes: list[tuple[float, ...]], rgb: Array) -> tuple[list[_Face], int]:
+    """Faces (full-image pixel boxes) that are skin-coloured and have a torso in frame below
+    them, best first; and the number of skin-coloured faces rejected for the latter."""
 
     H, W = rgb.shape[:2]
     out = []
-    for bx, by, bw, bh in boxes:
-        x, y, w, h = bx / scale, by / scale, bw / scale, bh / scale
-        if y + h + 1.15 * h > H:  # no torso in frame (a head-only close-up)
-            continue
+    head_only = 0
+    for x, y, w, h in boxes:
         crop = rgb[int(y) : int(y + h), int(x) : int(x + w)]
         if crop.size == 0:
             continue
-        ycc = cv2.cvtColor(crop, cv2.COLOR_RGB2YCrCb)
-        _, frac = _skin_from_face(ycc)
+        _, frac = _skin_from_face(crop)
         if frac < 0.3:
+            continue
+        if y + h + 1.15 * h > H:  # no torso in frame (a head-only close-up)
+            head_only += 1
             continue
         cx = (x + w / 2) / W
         score = (w * h) / (W * H) * (1.0 - 0.5 * abs(cx - 0.5)) * frac
         out.append(_Face(x, y, w, h, frac, score))
     out.sort(key=lambda f: -f.score)
-    return out
+    return out, head_only
 
 
 def _central_runs(mask: Mask, cx: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -359,6 +405,45 @@ def _central_runs(mask: Mask, cx: int) -> tuple[npt.NDArray[np.int64], npt.NDArr
         hi = c + int(off[0]) if len(off) else w
         left[r], right[r] = lo, hi
     return left, right
+
+
+def _cut_at_hem(
+    fg: Mask, rgb: Array, cx: int, core: tuple[int, int], threshold: float = HEM_DELTA
+) -> tuple[Mask, int | None]:
+    """Cut ``fg`` at the torso garment's hem: scanning down from the core rows ``core`` =
+    (first, last), the first rows whose central run's median colour (Lab) is more than
+    ``threshold`` from the core's (trousers, a skirt, a belt of skin) end the garment.
+    Returns the cut mask and the hem row (None when the garment runs to the bottom)."""
+    import cv2
+
+    h = fg.shape[0]
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    left, right = _central_runs(fg, cx)
+    c0, c1 = max(0, core[0]), min(h, core[1])
+    meds = np.full((h, 3), np.nan, np.float32)
+    for r in range(c0, h):
+        lo, hi = int(left[r]), int(right[r])
+        if lo < 0 or hi - lo < 2:
+            continue
+        m = (hi - lo) // 5
+        meds[r] = np.median(lab[r, lo + m : hi - m], axis=0)
+    ref_rows = meds[c0:c1]
+    ref_rows = ref_rows[~np.isnan(ref_rows[:, 0])]
+    if not len(ref_rows):
+        return fg, None
+    ref = np.median(ref_rows, axis=0)
+    d = np.linalg.norm(meds - ref[None, :], axis=1)
+    off = ~(d <= threshold)  # NaN (no run) counts as off
+    need = max(2, h // 60)
+    run = 0
+    for r in range(c1, h):
+        run = run + 1 if off[r] else 0
+        if run >= need:
+            hem = r - need + 1
+            out = fg.copy()
+            out[hem:] = False
+            return out, hem
+    return fg, None
 
 
 def _grabcut(img: Array, init: Array, iters: int = 3) -> Mask:
@@ -478,9 +563,8 @@ def _by_face(rgb: Array, face: _Face) -> Subject | None:
     def Y(v: float) -> int:
         return int(np.clip(round((v - ry0) * sy), 0, ch - 1))
 
-    ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb)
-    skin_model, _ = _skin_from_face(ycc[Y(fy) : Y(fb) + 1, X(fx) : X(fx + fw) + 1])
-    skin = skin_model.test(ycc)
+    skin_model, _ = _skin_from_face(roi[Y(fy) : Y(fb) + 1, X(fx) : X(fx + fw) + 1])
+    skin = skin_model.test(roi)
 
     init = np.full((ch, cw), cv2.GC_PR_BGD, np.uint8)
     # Probably garment: the torso's box from the geometry.
@@ -511,6 +595,7 @@ def _by_face(rgb: Array, face: _Face) -> Subject | None:
     fg &= ~skin
     seed = (Y(fb + 1.2 * fh), X(cx))
     fg = _clean(fg, seed if fg[seed] else None, open_px=1)
+    fg, hem = _cut_at_hem(fg, roi, X(cx), (Y(fb + 0.6 * fh), Y(fb + 1.3 * fh)))
     area = float(fg.mean())
     if area < 0.05:
         return None
@@ -534,7 +619,9 @@ def _by_face(rgb: Array, face: _Face) -> Subject | None:
     # The bottom: the garment's lowest row wide enough to be torso, capped by the waist.
     rows = np.flatnonzero((right - left) >= 0.5 * (x1 - x0) * sx)
     y1 = g_bot
-    if len(rows):
+    if hem is not None:
+        y1 = min(y1, max(hem / sy + ry0, g_top + 0.8 * fh))
+    elif len(rows):
         low = float(rows.max() + 1) / sy + ry0
         if low < g_bot - 0.3 * fh:
             y1 = max(low, g_top + 0.8 * fh)
@@ -580,6 +667,14 @@ def _by_garment(rgb: Array) -> Subject:
     area = float(garment.mean())
     if area < 0.12:
         return _none("no face or garment found (nothing large stands out from the background)")
+    ys, xs = np.nonzero(garment)
+    gx0, gx1, gy0, gy1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    # Trousers or a skirt below the shirt stand out from the background too: cut at the hem.
+    span = gy1 - gy0
+    garment, _ = _cut_at_hem(
+        garment, small, int((gx0 + gx1) // 2), (gy0 + span // 5, gy0 + span * 2 // 5)
+    )
+    garment = _clean(garment, None, open_px=0)
     ys, xs = np.nonzero(garment)
     gx0, gx1, gy0, gy1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     if gy0 < 0.03 * h:
@@ -677,9 +772,14 @@ def locate(image: Any, *, subject_box: Box | None = None) -> Subject:
         return _given(rgb, parse_box(subject_box))
     if min(H, W) < 32:
         return _none("the image is too small to find a person in")
-    faces = _find_faces(rgb)
+    faces, head_only = _find_faces(rgb)
     for face in faces[:2]:
         subject = _by_face(rgb, face)
         if subject is not None:
             return subject
-    return _by_garment(rgb)
+    if faces:
+        return _none("a face was found, but no garment could be told apart below it")
+    subject = _by_garment(rgb)
+    if not subject.found and head_only:
+        return _none("a face was found, but no torso is in frame below it (a head-only close-up)")
+    return subject
