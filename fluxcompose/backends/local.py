@@ -3,10 +3,15 @@
 It imitates each built-in recipe well enough to try the whole pipeline
 without a key:
 
-- ``pattern-transfer``: the pattern cell scaled to the recipe's width fraction
-  of the target and Poisson-blended (``cv2.seamlessClone``) at the placement;
+- ``pattern-transfer``: a print mock-up (DESIGN.md s. 10): the subject is found on
+  the target (:func:`fluxcompose.locate.locate`, or the given ``subject_box``), the
+  pattern's plain background is dropped, the print is scaled to the recipe's ``size``
+  of the chest width, centred on the ``placement`` point in the chest box, clipped to
+  the garment mask and shaded by the fabric; off the garment nothing changes. With no
+  subject the print is placed by the whole image, and the result says so;
 - ``style-fusion``: Reinhard colour-statistics transfer in Lab from the style
-  cell to the target cell;
+  cell to the target cell, then the style's texture (its high-frequency detail,
+  scaled to its energy) laid over the target's smoothed structure;
 - ``side-by-side`` (and any other recipe): the canvas itself;
 - text-to-image: a seeded gradient with noise.
 
@@ -18,7 +23,8 @@ It reads ``request.context``, filled by the pipeline::
     {"recipe": str, "variables": {...}, "checks": {...},
      "layout": Composite.to_dict(),   # width, height, cells: [{x, y, w, h, ...}]
      "source_names": [...],           # the recipe's names for the cells, in order
-     "target": name or index}         # the cell that is edited
+     "target": name or index,         # the cell that is edited
+     "subject_box": [x0, y0, x1, y1]} # optional: the chest box, normalised on the target
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import os
 import re
 import zlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, ClassVar
 
@@ -38,15 +45,21 @@ from PIL import Image
 
 from ..errors import ConfigError, RatioError, RequestError
 from ..geometry import MAX_ASPECT, MIN_ASPECT, bucket_for, fit_within
+from ..locate import Subject, locate, placement_point
 from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
 
 __all__ = [
     "NOTICE",
     "LocalBackend",
+    "Mockup",
+    "PrintLayer",
     "fit_to_bucket",
     "parse_fraction",
     "placement_center",
+    "print_layer",
+    "print_mockup",
     "reinhard_transfer",
+    "style_preview",
 ]
 
 NOTICE = "local backend: an offline classical-CV preview, not a generative model"
@@ -59,6 +72,9 @@ DEFAULT_WIDTH_FRACTION = 2 / 3
 
 Box = tuple[int, int, int, int]
 """x0, y0, x1, y1 in pixels, x1/y1 exclusive."""
+
+FloatBox = tuple[float, float, float, float]
+"""x0, y0, x1, y1 in (fractional) pixels."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -117,22 +133,10 @@ def width_fraction(variables: Mapping[str, Any], checks: Mapping[str, Any]) -> t
 
 
 def placement_center(placement: object) -> tuple[float, float]:
-    """The centre (fx, fy) in 0..1 of the target for a placement such as ``"middle"``,
-    ``"top"``, ``"upper left"`` or ``"bottom right"``. Unknown words mean the centre."""
-    fx, fy = 0.5, 0.5
-    if not isinstance(placement, str):
-        return fx, fy
-    for word in re.findall(r"[a-z]+", placement.lower()):
-        if word in ("top", "upper", "above"):
-            fy = 0.25
-        elif word in ("bottom", "lower", "below"):
-            fy = 0.75
-        elif word == "left":
-            fx = 0.25
-        elif word == "right":
-            fx = 0.75
-        # middle, center, centre, chest and anything else keep the centre.
-    return fx, fy
+    """The point (fx, fy) in 0..1 that a placement such as ``"middle"``, ``"top"``,
+    ``"upper left"`` or ``"bottom right"`` names (:func:`fluxcompose.locate.placement_point`).
+    Unknown words mean the centre."""
+    return placement_point(placement)[0]
 
 
 # --------------------------------------------------------------------------- image helpers
@@ -223,78 +227,387 @@ def reinhard_transfer(content: RGB, style: RGB, strength: float = 1.0) -> RGB:
     return np.asarray(np.clip(np.rint(rgb * 255.0), 0, 255), dtype=np.uint8)
 
 
-def foreground_mask(patch: RGB, background: tuple[int, int, int] | None) -> Any:
-    """255 where ``patch`` differs from the plain ``background`` colour, dilated by ~2 %.
+STYLE_DETAIL_SIGMA = 0.006
+"""Scale (Gaussian sigma, as a fraction of the image's width + height) below which the
+preview's texture comes from the style and above which the structure is the target's."""
 
-    With no background colour known, or when nearly everything is foreground
-    (a photo-like pattern), the whole patch is foreground.
+STYLE_DETAIL_GAIN = 0.65
+"""How much of the style's fine detail is added (0..1)."""
+
+STYLE_KEEP_DETAIL = 0.7
+"""How much of the target's own fine detail is kept (0..1)."""
+
+STYLE_TILES = 6
+"""The style's detail is cut into STYLE_TILES x STYLE_TILES tiles and shuffled (a fixed
+permutation), so its strokes come through but not its subject (no ghost of a village)."""
+
+
+STYLE_EDGE_TRIM = 0.04
+"""Share of the style's height and width left out on each side before its texture is read."""
+
+
+def _cover(image: NDArray[Any], width: int, height: int) -> NDArray[Any]:
+    """``image`` scaled uniformly to cover (width, height) and centre-cropped to it."""
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = max(width / w, height / h)
+    size = (max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    big = np.asarray(cv2.resize(image, size, interpolation=interp))
+    y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
+    return big[y0 : y0 + height, x0 : x0 + width]
+
+
+def _shuffle_tiles(image: NDArray[np.float32], n: int) -> NDArray[np.float32]:
+    """A zero-mean texture ``image`` cut into n x n tiles and put back in a fixed shuffled
+    order. Tiles overlap by half a tile's quarter on each side and are cross-faded with
+    weights normalised by their root sum of squares, which keeps the texture's energy
+    (uncorrelated tiles) and leaves no seams."""
+    import cv2
+
+    h, w = image.shape[:2]
+    if n < 2 or min(h, w) < 8 * n:
+        return image
+    tw, th = math.ceil(w / n), math.ceil(h / n)
+    m = max(1, min(tw, th) // 4)
+    grid = cv2.resize(image, (n * tw, n * th), interpolation=cv2.INTER_LINEAR)
+    padded = np.asarray(cv2.copyMakeBorder(grid, m, m, m, m, cv2.BORDER_REFLECT), np.float32)
+
+    def ramp(size: int) -> NDArray[np.float32]:
+        t = np.arange(size + 2 * m, dtype=np.float32) + 0.5
+        up = np.clip(t / (2 * m), 0.0, 1.0)
+        return np.asarray(up * up[::-1], dtype=np.float32)
+
+    window = np.outer(ramp(th), ramp(tw)).astype(np.float32)
+    acc = np.zeros(padded.shape, dtype=np.float32)
+    energy = np.zeros(padded.shape, dtype=np.float32)
+    order = np.random.default_rng(20011).permutation(n * n)
+    for dst, src in enumerate(order):
+        dy, dx = divmod(int(dst), n)
+        sy, sx = divmod(int(src), n)
+        tile = padded[sy * th : sy * th + th + 2 * m, sx * tw : sx * tw + tw + 2 * m]
+        acc[dy * th : dy * th + th + 2 * m, dx * tw : dx * tw + tw + 2 * m] += window * tile
+        energy[dy * th : dy * th + th + 2 * m, dx * tw : dx * tw + tw + 2 * m] += window**2
+    out = (acc / np.sqrt(np.maximum(energy, 1e-6)))[m : m + n * th, m : m + n * tw]
+    return np.asarray(cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+
+
+def style_preview(content: RGB, style: RGB, strength: float = 1.0) -> RGB:
+    """A style-fusion preview: ``content`` with ``style``'s colours and texture.
+
+    Colours: :func:`reinhard_transfer` in Lab. Texture: in Lab lightness, below the
+    scale STYLE_DETAIL_SIGMA the content keeps STYLE_KEEP_DETAIL of its own detail and
+    gains STYLE_DETAIL_GAIN of the style's (the style scaled to cover the content's
+    frame, high-passed, its tiles shuffled), so brush strokes appear with the style's
+    energy and orientations while the content's larger structure stays. ``strength``
+    (0..1) blends from the content to the full preview.
     """
     import cv2
 
-    h, w = patch.shape[:2]
-    full = np.full((h, w), 255, dtype=np.uint8)
-    if background is None:
-        return full
-    diff = np.abs(patch.astype(np.int16) - np.array(background, dtype=np.int16)).max(axis=2)
-    fg = np.where(diff > 24, 255, 0).astype(np.uint8)
-    if fg.mean() > 0.9 * 255:
-        return full
-    radius = max(2, round(0.02 * max(w, h)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    return cv2.dilate(fg, kernel)
+    h, w = content.shape[:2]
+    coloured = reinhard_transfer(content, style, 1.0)
+    lab = cv2.cvtColor(coloured.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    light = np.ascontiguousarray(lab[..., 0], dtype=np.float32)
+    sigma = max(1.0, STYLE_DETAIL_SIGMA * (w + h))
+    # Leave out the style's outer 4 %: a painting's frame or a scan's edge is not texture.
+    sh, sw = style.shape[:2]
+    my, mx = round(STYLE_EDGE_TRIM * sh), round(STYLE_EDGE_TRIM * sw)
+    inner = style[my : sh - my, mx : sw - mx] if min(sh - 2 * my, sw - 2 * mx) >= 8 else style
+    cover = _cover(inner, w, h).astype(np.float32) / 255.0
+    s_light = np.ascontiguousarray(cv2.cvtColor(cover, cv2.COLOR_RGB2Lab)[..., 0], np.float32)
+    s_detail = _shuffle_tiles(s_light - _gauss(s_light, sigma), STYLE_TILES)
+    low = _gauss(light, sigma)
+    texture = STYLE_KEEP_DETAIL * (light - low) + STYLE_DETAIL_GAIN * s_detail
+    lab[..., 0] = np.clip(low + texture, 0.0, 100.0)
+    styled = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0, 0.0, 255.0)
+    t = min(max(float(strength), 0.0), 1.0)
+    out = content.astype(np.float32) + t * (styled - content.astype(np.float32))
+    return np.asarray(np.clip(np.rint(out), 0, 255), dtype=np.uint8)
 
 
-def poisson_paste(
+# --------------------------------------------------------------------------- print mock-up
+
+
+PRINT_RING = 0.03
+"""Width of the pattern's outer ring, as a fraction of its shorter side, read for its border colour."""
+
+PLAIN_BORDER_SHARE = 0.85
+"""Share of the ring within BORDER_TOLERANCE of one colour for the pattern to have a plain background."""
+
+BORDER_TOLERANCE = 24
+"""Largest channel difference (0..255) from the border colour that still counts as border."""
+
+ALPHA_RAMP = 24.0
+"""Channel-difference span (0..255) over which the print's alpha rises from 0 to 1."""
+
+FEATHER_SIGMA = 0.7
+"""Gaussian sigma, in target pixels, softening the placed print's edge."""
+
+MASK_FEATHER_SIGMA = 1.0
+"""Gaussian sigma, in target pixels, softening the garment mask's edge (inside the mask only)."""
+
+SHADE_FLOOR = 0.35
+"""The darkest the fabric's shading makes the print: 0.35 of its colour."""
+
+SHADE_OFFSET = 8.0
+"""Added to luminance (0..255) on both sides of the shading ratio, so JPEG noise on dark
+fabric (a navy jacket at luminance ~25) does not speckle the print."""
+
+Color = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class PrintLayer:
+    """The print cut from a pattern cell.
+
+    ``premultiplied`` is alpha times the print's own colour (0..255 scale, float32, h x w x 3),
+    with the plain background's contribution removed from soft edges; ``alpha`` is 0..1
+    (float32, h x w). ``background`` is the dropped plain colour, or None when the whole
+    rectangle is kept (a photo-like pattern). ``box`` is the foreground (alpha >= 0.5) in
+    the layer's pixels; ``note`` says why the whole rectangle was kept, if it was.
+    """
+
+    premultiplied: NDArray[np.float32]
+    alpha: NDArray[np.float32]
+    background: Color | None
+    box: Box
+    note: str | None = None
+
+
+def _ring(h: int, w: int) -> NDArray[np.bool_]:
+    r = max(1, min(round(PRINT_RING * min(h, w)), min(h, w) // 4))
+    ring = np.ones((h, w), dtype=bool)
+    if h > 2 * r and w > 2 * r:
+        ring[r : h - r, r : w - r] = False
+    return ring
+
+
+def _bbox(mask: NDArray[np.bool_]) -> Box | None:
+    rows, cols = np.nonzero(mask.any(axis=1))[0], np.nonzero(mask.any(axis=0))[0]
+    if rows.size == 0:
+        return None
+    return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
+    """Drop ``pattern``'s plain background: the colour of its outer ring (the median, or
+    ``hint``, the canvas background, whichever more of the ring matches).
+
+    Pixels that differ from it by more than the ring's own noise get alpha rising to 1
+    over ALPHA_RAMP channel units; gaps inside the print that show the background stay
+    gaps. With no plain border (under PLAIN_BORDER_SHARE of the ring matches one colour)
+    or nothing but border, the whole rectangle is the print.
+    """
+    h, w = pattern.shape[:2]
+    img = pattern.astype(np.float32)
+    whole = PrintLayer(img, np.ones((h, w), dtype=np.float32), None, (0, 0, w, h))
+    ring_px = pattern[_ring(h, w)].astype(np.int16)
+    candidates: list[Color] = [
+        (int(v[0]), int(v[1]), int(v[2])) for v in [np.median(ring_px, axis=0).round()]
+    ]
+    if hint is not None:
+        candidates.append(hint)
+    best: tuple[float, Color, NDArray[np.int16]] | None = None
+    for colour in candidates:
+        dev = np.abs(ring_px - np.array(colour, dtype=np.int16)).max(axis=1)
+        share = float((dev <= BORDER_TOLERANCE).mean())
+        if best is None or share > best[0]:
+            best = (share, colour, dev)
+    assert best is not None
+    share, bg, dev = best
+    if share < PLAIN_BORDER_SHARE:
+        return whole
+    noise = float(np.percentile(dev[dev <= BORDER_TOLERANCE], 95))
+    lo = min(max(noise + 6.0, 10.0), 30.0)
+    bg_arr = np.array(bg, dtype=np.float32)
+    diff = np.abs(img - bg_arr).max(axis=2)
+    alpha = np.clip((diff - lo) / ALPHA_RAMP, 0.0, 1.0).astype(np.float32)
+    box = _bbox(alpha >= 0.5)
+    if box is None:
+        return PrintLayer(
+            whole.premultiplied, whole.alpha, None, whole.box, "the pattern is all background"
+        )
+    # c = a*F + (1-a)*B on a soft edge, so a*F = c - (1-a)*B: no halo of the old background.
+    pre = img - (1.0 - alpha)[..., None] * bg_arr
+    pre = np.clip(pre, 0.0, 255.0 * alpha[..., None]).astype(np.float32)
+    return PrintLayer(pre, alpha, bg, box)
+
+
+def _gauss(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
+    import cv2
+
+    return np.asarray(
+        cv2.GaussianBlur(img, (0, 0), sigma, borderType=cv2.BORDER_REFLECT), dtype=np.float32
+    )
+
+
+def _luminance(rgb: NDArray[Any]) -> NDArray[np.float32]:
+    """Rec. 601 luma, 0..255, float32."""
+    f = rgb.astype(np.float32)
+    out: NDArray[np.float32] = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    return out
+
+
+def _axis_start(point: float, size: float, lo: float, hi: float, overhang: float) -> float:
+    """Where a print of ``size`` starts on one axis of the box [lo, hi]: centred on
+    ``point``, moved inward to stay in the box when it fits; when it does not fit, the
+    share ``overhang`` (0..1) of the excess hangs over the low side."""
+    if size <= hi - lo:
+        return min(max(point - size / 2, lo), hi - size)
+    return lo - overhang * (size - (hi - lo))
+
+
+@dataclass(frozen=True)
+class Mockup:
+    """A pattern printed on a target (all in target pixels).
+
+    ``image`` is the target with the print; ``print_box`` the print's foreground box as
+    placed (x0, y0, x1, y1, floats, before clipping to the image or the garment);
+    ``chest_box`` the box it was sized and placed in (the whole image when no subject);
+    ``point`` the placement point as fractions of that box; ``shade_median`` the garment's
+    median luminance (0..255) the shading is relative to, None when not shaded.
+    """
+
+    image: RGB
+    print_box: tuple[float, float, float, float]
+    chest_box: tuple[float, float, float, float]
+    point: tuple[float, float]
+    background: Color | None
+    shade_median: float | None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _shading(
+    target: RGB,
+    mask: NDArray[np.bool_],
+    region: Box,
+) -> tuple[NDArray[np.float32], NDArray[np.float32], float]:
+    """Soft garment mask and fabric shading over ``region`` of ``target``, and the garment's
+    median luminance.
+
+    The soft mask is the garment mask blurred by MASK_FEATHER_SIGMA and cut back to the
+    mask (exactly 0 off the garment). Shading is the slightly blurred luminance against
+    the garment's median, (L + k) / (m + k), clipped to [SHADE_FLOOR, 1]: folds and shadows
+    darken the print, but lighter-than-median fabric never bleaches it.
+    """
+    th, tw = target.shape[:2]
+    x0, y0, x1, y1 = region
+    step = max(1, round(math.sqrt(th * tw / 65536)))
+    sub = mask[::step, ::step]
+    lum_sub = _luminance(target[::step, ::step])[sub]
+    if lum_sub.size == 0:
+        lum_sub = _luminance(target)[mask]
+    median = float(np.median(lum_sub))
+    sigma = max(1.0, 0.0015 * (th + tw))
+    margin = math.ceil(3 * sigma)
+    mx0, my0 = max(0, x0 - margin), max(0, y0 - margin)
+    mx1, my1 = min(tw, x1 + margin), min(th, y1 + margin)
+    inner = (slice(y0 - my0, y1 - my0), slice(x0 - mx0, x1 - mx0))
+    big_mask = mask[my0:my1, mx0:mx1]
+    soft = _gauss(big_mask.astype(np.float32), MASK_FEATHER_SIGMA)
+    soft = np.where(big_mask, soft, 0.0).astype(np.float32)[inner]
+    lum = _gauss(_luminance(target[my0:my1, mx0:mx1]), sigma)[inner]
+    shade = np.clip((lum + SHADE_OFFSET) / (median + SHADE_OFFSET), SHADE_FLOOR, 1.0)
+    return soft, shade.astype(np.float32), median
+
+
+def print_mockup(
     target: RGB,
     pattern: RGB,
-    frac: float,
-    center: tuple[float, float],
-    background: tuple[int, int, int] | None = None,
-) -> tuple[RGB, Box]:
-    """Scale ``pattern`` to ``frac`` of the target's width and Poisson-blend it centred at
-    ``center`` (fractions of the target), moved inward as needed to stay inside.
+    subject: Subject,
+    width_fraction: float,
+    point: tuple[float, float],
+    *,
+    background_hint: Color | None = None,
+) -> Mockup:
+    """Print ``pattern`` on the garment ``subject`` found in ``target`` (DESIGN.md s. 10).
 
-    Returns the blended image and the pattern's box in target pixels.
+    The pattern's plain background is dropped (:func:`print_layer`); the print's
+    foreground is scaled to ``width_fraction`` of the chest box's width and centred on
+    ``point`` (fractions of the chest box), moved inward to stay in the box where it fits;
+    it is clipped to the garment mask and shaded by the fabric (:func:`_shading`).
+    Pixels off the garment mask are returned unchanged, bit for bit. When the subject was
+    not found the print is placed by the whole image, unclipped and unshaded.
     """
     import cv2
 
     th, tw = target.shape[:2]
-    ph0, pw0 = pattern.shape[:2]
-    pw = max(3, round(frac * tw))
-    ph = max(3, round(pw * ph0 / pw0))
-    # seamlessClone needs the patch strictly inside the target: keep a 1 px margin.
-    shrink = min(1.0, (tw - 2) / pw, (th - 2) / ph)
-    if shrink < 1.0:
-        pw, ph = max(3, math.floor(pw * shrink)), max(3, math.floor(ph * shrink))
-    if pw > tw - 2 or ph > th - 2:
-        return target.copy(), (0, 0, 0, 0)  # target too small to paste into
-    patch = _resize(pattern, pw, ph)
-    x0 = min(max(1, round(center[0] * tw - pw / 2)), tw - pw - 1)
-    y0 = min(max(1, round(center[1] * th - ph / 2)), th - ph - 1)
-    # A logo on a plain background should carry only the logo across: blend the
-    # foreground (dilated a little so the seam falls on background) rather than
-    # the whole rectangle, which would smear the background's tint onto the garment.
-    fg = foreground_mask(patch, background)
-    ys, xs = np.nonzero(fg)
-    if len(xs) == 0:
-        fg[:] = 255
-        ys, xs = np.nonzero(fg)
-    bx0, bx1 = int(xs.min()), int(xs.max()) + 1
-    by0, by1 = int(ys.min()), int(ys.max()) + 1
-    # OpenCV clears the mask's outer 1 px ring and centres the mask's bounding box on
-    # the point, so pad the crop by 1 px to land it exactly where it belongs.
-    src = cv2.copyMakeBorder(patch[by0:by1, bx0:bx1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    mask = cv2.copyMakeBorder(fg[by0:by1, bx0:bx1], 1, 1, 1, 1, cv2.BORDER_REPLICATE)
-    bw, bh = bx1 - bx0, by1 - by0
-    point = (x0 + bx0 + bw // 2, y0 + by0 + bh // 2)
-    blended = cv2.seamlessClone(src, target, mask, point, cv2.NORMAL_CLONE)
-    return np.asarray(blended, dtype=np.uint8), (x0, y0, x0 + pw, y0 + ph)
+    warnings: list[str] = []
+    mask: NDArray[np.bool_] | None = None
+    if subject.found and subject.chest_box is not None:
+        bx = subject.chest_box
+        chest = (bx[0] * tw, bx[1] * th, bx[2] * tw, bx[3] * th)
+        mask = subject.garment_mask((tw, th))
+        if mask is not None and not mask.any():
+            mask = None
+        if mask is None:
+            warnings.append("no garment mask: the print is not clipped to the fabric nor shaded")
+    else:
+        chest = (0.0, 0.0, float(tw), float(th))
+    layer = print_layer(pattern, background_hint)
+    if layer.note:
+        warnings.append(f"{layer.note}: the whole pattern rectangle is printed")
+
+    # Scale so the foreground's width is width_fraction of the chest's.
+    fx0, fy0, fx1, fy1 = layer.box
+    scale = width_fraction * (chest[2] - chest[0]) / (fx1 - fx0)
+    support = _bbox(layer.alpha > 0) or layer.box
+    sx0, sy0, sx1, sy1 = support
+    lw = max(1, round((sx1 - sx0) * scale))
+    lh = max(1, round((sy1 - sy0) * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    pre = cv2.resize(layer.premultiplied[sy0:sy1, sx0:sx1], (lw, lh), interpolation=interp)
+    alpha = cv2.resize(layer.alpha[sy0:sy1, sx0:sx1], (lw, lh), interpolation=interp)
+    pad = 2
+    pre = cv2.copyMakeBorder(pre, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+    alpha = cv2.copyMakeBorder(alpha, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    pre = _gauss(np.asarray(pre, dtype=np.float32), FEATHER_SIGMA)
+    alpha = np.clip(_gauss(np.asarray(alpha, dtype=np.float32), FEATHER_SIGMA), 0.0, 1.0)
+
+    # Centre the foreground on the placement point.
+    cw, ch = chest[2] - chest[0], chest[3] - chest[1]
+    pw, ph = (fx1 - fx0) * scale, (fy1 - fy0) * scale
+    px, py = chest[0] + point[0] * cw, chest[1] + point[1] * ch
+    # Too wide: overhang both sides as the point leans; too tall: hang down from the
+    # shoulder line (up is the neck and face).
+    left = _axis_start(px, pw, chest[0], chest[2], 1.0 - point[0])
+    top = _axis_start(py, ph, chest[1], chest[3], 0.0)
+    ox = round(left - (fx0 - sx0) * scale) - pad
+    oy = round(top - (fy0 - sy0) * scale) - pad
+    print_box = (left, top, left + pw, top + ph)
+
+    out = target.copy()
+    ix0, iy0 = max(0, ox), max(0, oy)
+    ix1, iy1 = min(tw, ox + alpha.shape[1]), min(th, oy + alpha.shape[0])
+    median: float | None = None
+    if ix1 <= ix0 or iy1 <= iy0:
+        warnings.append("the print falls outside the image")
+        return Mockup(out, print_box, chest, point, layer.background, None, warnings)
+    a = alpha[iy0 - oy : iy1 - oy, ix0 - ox : ix1 - ox]
+    p = pre[iy0 - oy : iy1 - oy, ix0 - ox : ix1 - ox]
+    region = target[iy0:iy1, ix0:ix1].astype(np.float32)
+    if mask is not None:
+        soft, shade, median = _shading(target, mask, (ix0, iy0, ix1, iy1))
+        a = a * soft
+        p = p * (soft * shade)[..., None]
+    mixed = region * (1.0 - a)[..., None] + p
+    painted = np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+    out[iy0:iy1, ix0:ix1] = np.where((a > 0)[..., None], painted, target[iy0:iy1, ix0:ix1])
+    return Mockup(out, print_box, chest, point, layer.background, median, warnings)
 
 
-def _background(context: Mapping[str, Any]) -> tuple[int, int, int] | None:
-    """The canvas background colour from the layout, if the request carries one."""
+def _background(context: Mapping[str, Any]) -> Color | None:
+    """The canvas background colour from the layout (``"#rrggbb"``, a name, or [r, g, b]),
+    if the request carries one."""
     layout = context.get("layout")
     value = layout.get("background") if isinstance(layout, Mapping) else None
+    if isinstance(value, Sequence) and not isinstance(value, str) and len(value) >= 3:
+        try:
+            r, g, b = (min(255, max(0, int(v))) for v in list(value)[:3])
+        except (TypeError, ValueError):
+            return None
+        return r, g, b
     if not isinstance(value, str):
         return None
     try:
@@ -321,6 +634,24 @@ def seeded_preview(size: tuple[int, int], seed: int, prompt: str = "") -> RGB:
     img = c0 * (1 - t[..., None]) + c1 * t[..., None]
     img += rng.normal(0.0, 6.0, size=(h, w, 3)).astype(np.float32)
     return np.asarray(np.clip(np.rint(img), 0, 255), dtype=np.uint8)
+
+
+def _to_output(
+    box: FloatBox, content_hw: tuple[int, ...], placed: Box, out_hw: tuple[int, ...]
+) -> list[float]:
+    """``box`` in the content's pixels -> [x0, y0, x1, y1] normalised in the bucketed output,
+    where the content occupies ``placed``."""
+    ch, cw = content_hw[0], content_hw[1]
+    oh, ow = out_hw[0], out_hw[1]
+    px0, py0, px1, py1 = placed
+    sx, sy = (px1 - px0) / cw, (py1 - py0) / ch
+    x0, y0, x1, y1 = box
+    return [
+        round((px0 + x0 * sx) / ow, 4),
+        round((py0 + y0 * sy) / oh, 4),
+        round((px0 + x1 * sx) / ow, 4),
+        round((py0 + y1 * sy) / oh, 4),
+    ]
 
 
 # --------------------------------------------------------------------------- layout
@@ -436,31 +767,22 @@ class LocalBackend:
         seed = 0 if request.seed is None else int(request.seed)
         extra: dict[str, Any] = {"notice": NOTICE, "recipe": recipe or None}
 
+        boxes_px: dict[str, FloatBox] = {}
         if request.input_image is None:
             content = seeded_preview(bucket, seed, request.prompt)
             extra["method"] = "seeded preview (text-to-image)"
-            region: Box | None = None
         else:
             canvas = _decode(request.input_image)
-            boxes = cell_boxes(context.get("layout"), (canvas.shape[1], canvas.shape[0]))
-            content, region, method = self._imitate(
-                recipe, canvas, boxes, context, variables, checks, extra
+            cells = cell_boxes(context.get("layout"), (canvas.shape[1], canvas.shape[0]))
+            content, boxes_px, method = self._imitate(
+                recipe, canvas, cells, context, variables, checks, extra
             )
             extra["method"] = method
 
         out, placed = fit_to_bucket(content, bucket)
         extra["size"] = [out.shape[1], out.shape[0]]
-        if region is not None and content.shape[0] and content.shape[1]:
-            ch, cw = content.shape[:2]
-            px0, py0, px1, py1 = placed
-            sx, sy = (px1 - px0) / cw, (py1 - py0) / ch
-            x0, y0, x1, y1 = region
-            extra["pattern_box"] = [
-                round((px0 + x0 * sx) / out.shape[1], 4),
-                round((py0 + y0 * sy) / out.shape[0], 4),
-                round((px0 + x1 * sx) / out.shape[1], 4),
-                round((py0 + y1 * sy) / out.shape[0], 4),
-            ]
+        for key, box in boxes_px.items():
+            extra[key] = _to_output(box, content.shape[:2], placed, out.shape[:2])
         return GenerationResult(data=_encode(out, request.output_format), extra=extra)
 
     def _imitate(
@@ -472,27 +794,77 @@ class LocalBackend:
         variables: Mapping[str, Any],
         checks: Mapping[str, Any],
         extra: dict[str, Any],
-    ) -> tuple[RGB, Box | None, str]:
-        """The picture before bucketing, the pattern box in it (or None), and what was done."""
+    ) -> tuple[RGB, dict[str, FloatBox], str]:
+        """The picture before bucketing, boxes in its pixels to report in the output's
+        coordinates (``pattern_box``, ``chest_box``), and what was done."""
         two_cells = boxes is not None and len(boxes) >= 2
         if recipe == "pattern-transfer" and boxes is not None and two_cells:
             t, p = roles(context, len(boxes), "pattern")
             target, pattern = _crop(canvas, boxes[t]), _crop(canvas, boxes[p])
-            frac, source = width_fraction(variables, checks)
-            center = placement_center(variables.get("placement"))
-            out, box = poisson_paste(target, pattern, frac, center, _background(context))
-            extra.update(width_fraction=round(frac, 4), width_fraction_from=source, target_index=t)
-            return out, box, "pattern scaled and Poisson-blended (cv2.seamlessClone)"
+            return self._pattern_transfer(target, pattern, t, context, variables, checks, extra)
         if recipe == "style-fusion" and boxes is not None and two_cells:
             t, s = roles(context, len(boxes), "style")
             strength = parse_fraction(variables.get("strength"))
-            out = reinhard_transfer(
-                _crop(canvas, boxes[t]), _crop(canvas, boxes[s]), strength or 1.0
-            )
+            out = style_preview(_crop(canvas, boxes[t]), _crop(canvas, boxes[s]), strength or 1.0)
             extra.update(target_index=t, style_index=s)
-            return out, None, "Reinhard colour transfer in Lab"
+            return out, {}, "Reinhard colour transfer in Lab, then the style's texture"
         if recipe in ("pattern-transfer", "style-fusion"):
-            return canvas, None, "canvas (no usable two-cell layout in the request context)"
+            return canvas, {}, "canvas (no usable two-cell layout in the request context)"
         if recipe == "side-by-side":
-            return canvas, None, "canvas"
-        return canvas, None, "canvas (no local imitation for this recipe)"
+            return canvas, {}, "canvas"
+        return canvas, {}, "canvas (no local imitation for this recipe)"
+
+    def _pattern_transfer(
+        self,
+        target: RGB,
+        pattern: RGB,
+        target_index: int,
+        context: Mapping[str, Any],
+        variables: Mapping[str, Any],
+        checks: Mapping[str, Any],
+        extra: dict[str, Any],
+    ) -> tuple[RGB, dict[str, FloatBox], str]:
+        """The print mock-up of DESIGN.md s. 10 on the target cell."""
+        given = context.get("subject_box")
+        subject = locate(target, subject_box=None if given is None else tuple(given))
+        frac, source = width_fraction(variables, checks)
+        point, unknown = placement_point(variables.get("placement"))
+        warnings: list[str] = []
+        if unknown:
+            warnings.append(
+                f"placement words not understood ({' '.join(unknown)}): they mean the middle"
+            )
+        if not subject.found:
+            why = f" ({subject.reason})" if subject.reason else ""
+            warnings.append(
+                f"no subject found on the target{why}: the print is placed by the whole image"
+            )
+        mock = print_mockup(
+            target, pattern, subject, frac, point, background_hint=_background(context)
+        )
+        warnings.extend(mock.warnings)
+        th, tw = target.shape[:2]
+        x0, y0, x1, y1 = mock.print_box
+        shown = (max(0.0, x0), max(0.0, y0), min(float(tw), x1), min(float(th), y1))
+        boxes: dict[str, FloatBox] = {"pattern_box": shown}
+        if subject.found:
+            boxes["chest_box"] = mock.chest_box
+        else:
+            extra["chest_box"] = None
+        extra.update(
+            subject=subject.to_dict(),
+            placed_by="chest" if subject.found else "image",
+            width_fraction=round(frac, 4),
+            width_fraction_from=source,
+            placement=variables.get("placement"),
+            placement_point=[round(point[0], 4), round(point[1], 4)],
+            pattern_background=None if mock.background is None else list(mock.background),
+            shade_median=None if mock.shade_median is None else round(mock.shade_median, 2),
+            target_index=target_index,
+            warnings=warnings,
+        )
+        if subject.found:
+            method = f"print mock-up on the garment (subject: {subject.method})"
+        else:
+            method = "print mock-up placed by the image (no subject found)"
+        return mock.image, boxes, method
