@@ -15,6 +15,7 @@ import click
 from ..errors import FluxComposeError
 from . import batch_cmd, compare_cmd, recipes_cmd, run_cmds
 from .compose_cmds import compose_cmd, size_cmd
+from .locate_cmd import locate_cmd
 
 __all__ = ["cli", "main"]
 
@@ -97,6 +98,7 @@ def cli() -> None:
 
 cli.add_command(size_cmd)
 cli.add_command(compose_cmd)
+cli.add_command(locate_cmd)
 
 
 for _command in (
