@@ -530,9 +530,11 @@ def _now() -> str:
 def _compare(
     prepared: PreparedJob, output_path: Path, outdir: Path
 ) -> tuple[dict[str, Any] | None, Path | None]:
-    """Compare the output with its sources and draw the sheet; (report dict, sheet path)."""
+    """Compare the output with its sources and draw the sheet; (report dict, sheet path).
+
+    The subject is the job's ``subject_box`` when given, else detected on the target;
+    the placement is the job's ``placement`` variable (recipe default or ``--var``)."""
     from . import compare as compare_mod
-    from . import sheet as sheet_mod
     from .images import load_image
 
     if prepared.composite is None or not prepared.sources:
@@ -546,30 +548,30 @@ def _compare(
     }
     target_name = _target_name(names)
     assert target_name is not None
-    output = load_image(output_path).image
     checks = dict(recipe.checks) if recipe else {}
-    report = compare_mod.compare(
-        output,
+    context = prepared.request.context
+    variables = context.get("variables") or {}
+    placement = variables.get("placement")
+    sheet_path = outdir / f"{prepared.job_id}.sheet.png"
+    report = compare_mod.compare_files(
+        output_path,
         loaded[target_name],
         pattern=loaded.get("pattern"),
         style=loaded.get("style"),
         sources=loaded,
-        composite=prepared.composite,
+        source_order=names,
+        layout=prepared.composite,
         target_index=names.index(target_name),
         checks=checks or None,
-    )
-    sheet_path = outdir / f"{prepared.job_id}.sheet.png"
-    sheet_mod.draw_sheet(
-        report,
-        sources=[(name, img) for name, img in loaded.items()],
+        subject_box=context.get("subject_box"),
+        placement=None if placement is None else str(placement),
+        sheet=sheet_path,
         canvas=prepared.composite.image,
-        output=output,
-        path=sheet_path,
     )
     data = report.to_dict()
     if not checks:
         data["passed"] = None
-    return data, sheet_path
+    return data, report.sheet_path
 
 
 def _draft(info: Mapping[str, Any], budget: tuple[int, int]) -> tuple[int, int] | None:

@@ -115,10 +115,13 @@ def test_pattern_transfer_matches_the_design() -> None:
         "output_format": "png",
         "prompt_upsampling": False,
     }
-    assert r.checks == {
+    assert r.checks == {  # DESIGN.md section 4
         "pattern_found": True,
         "pattern_width_fraction": [0.45, 0.8],
+        "pattern_placement": 0.25,
+        "pattern_on_garment": 0.85,
         "target_ssim_outside_edit": 0.6,
+        "target_ssim_outside_garment": 0.8,
     }
     assert r.render() == (
         "Look at the left image and right image. Transfer the pattern/design from the left "
