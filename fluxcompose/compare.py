@@ -6,9 +6,10 @@ canvas layout, then resized to the target's size). Pixel values are 8-bit (0..25
 luminance is ITU-R BT.601 ``Y = 0.299 R + 0.587 G + 0.114 B``; Lab is CIE L*a*b* (D65)
 with L in 0..100 and a, b roughly -128..127 (OpenCV's float conversion).
 
-Cost is bounded so that a 1 MP output takes well under 0.5 s on one core: SSIM runs at
-the target's size capped to about 1 MP, the edit region and style statistics at a
-small working size, and feature matching at a long side of at most 768 pixels.
+Cost is bounded so that a 1 MP output takes under 0.5 s on one core, the subject's
+detection included: SSIM runs at the target's size capped to about 1 MP, the edit region
+and style statistics at a small working size, and feature matching at a long side of at
+most 768 pixels and at most ~0.33 MP.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ MAX_WORK_PIXELS = 1024 * 1024  # SSIM / alignment size cap (1 MP)
 EDIT_WORK_SIDE = 320  # long side for the edit-region mask
 STYLE_WORK_SIDE = 256  # long side for Lab statistics
 MATCH_SCENE_SIDE = 768  # long side of the output when matching features
+MATCH_SCENE_PIXELS = 768 * 432  # and at most this area (a 16:9 output's at 768): ~0.33 MP
 MATCH_SCENE_MIN_SIDE = 384  # small outputs are upsampled to this long side for matching
 MATCH_PATTERN_SIDE = 512  # long side of the pattern when matching features
 RATIO_TEST = 0.75  # Lowe's ratio test
@@ -486,6 +488,9 @@ def locate_pattern(
     pat_rgb = pattern if isinstance(pattern, np.ndarray) else _rgb_array(pattern)
     sh, sw = scene_rgb.shape[:2]
     scene_ws = _fit_side(sw, sh, MATCH_SCENE_SIDE)
+    # A portrait output at 768 on its long side would cost SIFT half as much again as a
+    # landscape one: cap the area too, so every 1 MP output costs about the same.
+    scene_ws = min(scene_ws, _fit_area(sw, sh, MATCH_SCENE_PIXELS), key=lambda s: s[0] * s[1])
     if max(sw, sh) < MATCH_SCENE_MIN_SIDE:
         # Small outputs: upsampling lets SIFT see a small print at all.
         up = MATCH_SCENE_MIN_SIDE / max(sw, sh)
