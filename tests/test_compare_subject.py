@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fluxcompose import compare as C
@@ -465,3 +467,44 @@ def test_detector_model_tshirt_print_passes(recipe_checks: dict[str, Any]) -> No
     assert d["passed"] is True, d["checks"]
     off = C.compare(paste(model, (0.08, 0.08), 0.15), model, pattern=PRINT, checks=recipe_checks)
     assert off.passed is False
+
+
+# ---------------------------------------------------------------------------- properties
+
+_unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+@st.composite
+def _boxes(draw: st.DrawFn) -> tuple[float, float, float, float]:
+    x0, x1 = sorted((draw(_unit), draw(_unit)))
+    y0, y1 = sorted((draw(_unit), draw(_unit)))
+    assume(x1 - x0 > 0.05 and y1 - y0 > 0.05)
+    return (x0, y0, x1, y1)
+
+
+@settings(max_examples=60, deadline=None)
+@given(chest=_boxes(), box=_boxes(), size=st.sampled_from([(512, 600), (1392, 752)]))
+def test_chest_relative_numbers_convert_back_to_the_image(
+    chest: tuple[float, float, float, float],
+    box: tuple[float, float, float, float],
+    size: tuple[int, int],
+) -> None:
+    found = {"found": True, "inliers": 50, "box": list(box), "corners": None}
+    subject = Subject(True, "given", 1.0, chest, chest, None, None)
+    rel = C.relate_pattern(found, subject, placement="middle", size=size)
+    img = C.relate_pattern(found, None, size=size)
+    cw, ch = chest[2] - chest[0], chest[3] - chest[1]
+    assert rel["relative_to"] == "chest" and img["relative_to"] == "image"
+    assert rel["width_fraction"] * cw == pytest.approx(img["width_fraction"], abs=1e-9)
+    # Offsets: back in image units, the chest's offset plus the chest's middle is the
+    # image's offset plus the image's centre (both are the box centre).
+    dx, dy = rel["center_offset"]
+    ix, iy = img["center_offset"]
+    assert dx * cw + (chest[0] + chest[2]) / 2 == pytest.approx(ix + 0.5, abs=1e-9)
+    assert dy * ch + (chest[1] + chest[3]) / 2 == pytest.approx(iy + 0.5, abs=1e-9)
+    w, h = size
+    assert rel["placement_distance"] == pytest.approx(
+        math.hypot(dx * cw * w, dy * ch * h) / (cw * w), rel=1e-9
+    )
+    assert img["placement_distance"] is None and img["on_garment"] is None
+    assert rel["on_garment"] is None  # no mask given
