@@ -231,11 +231,15 @@ STYLE_DETAIL_SIGMA = 0.006
 """Scale (Gaussian sigma, as a fraction of the image's width + height) below which the
 preview's texture comes from the style and above which the structure is the target's."""
 
-STYLE_DETAIL_GAIN = 0.65
-"""How much of the style's fine detail is added (0..1)."""
+STYLE_DETAIL_GAIN = 0.7
+"""At most this much of the style's fine detail is added (0..1): a little below the full
+energy, for the target's structure (SSIM)."""
 
 STYLE_KEEP_DETAIL = 0.7
-"""How much of the target's own fine detail is kept (0..1)."""
+"""At most this much of the target's own fine detail is kept (0..1)."""
+
+STYLE_CONTENT_SHARE = 0.8
+"""The kept target detail carries at most this share of the style's detail energy (std)."""
 
 STYLE_TILES = 6
 """The style's detail is cut into STYLE_TILES x STYLE_TILES tiles and shuffled (a fixed
@@ -253,7 +257,7 @@ def _cover(image: NDArray[Any], width: int, height: int) -> NDArray[Any]:
     h, w = image.shape[:2]
     scale = max(width / w, height / h)
     size = (max(width, math.ceil(w * scale)), max(height, math.ceil(h * scale)))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LANCZOS4
     big = np.asarray(cv2.resize(image, size, interpolation=interp))
     y0, x0 = (big.shape[0] - height) // 2, (big.shape[1] - width) // 2
     return big[y0 : y0 + height, x0 : x0 + width]
@@ -261,9 +265,9 @@ def _cover(image: NDArray[Any], width: int, height: int) -> NDArray[Any]:
 
 def _shuffle_tiles(image: NDArray[np.float32], n: int) -> NDArray[np.float32]:
     """A zero-mean texture ``image`` cut into n x n tiles and put back in a fixed shuffled
-    order. Tiles overlap by half a tile's quarter on each side and are cross-faded with
-    weights normalised by their root sum of squares, which keeps the texture's energy
-    (uncorrelated tiles) and leaves no seams."""
+    order. Tiles overlap by a quarter tile on each side and are cross-faded with weights
+    normalised by their root sum of squares, which keeps the texture's energy (the tiles
+    are uncorrelated) and leaves no seams."""
     import cv2
 
     h, w = image.shape[:2]
@@ -271,8 +275,11 @@ def _shuffle_tiles(image: NDArray[np.float32], n: int) -> NDArray[np.float32]:
         return image
     tw, th = math.ceil(w / n), math.ceil(h / n)
     m = max(1, min(tw, th) // 4)
-    grid = cv2.resize(image, (n * tw, n * th), interpolation=cv2.INTER_LINEAR)
-    padded = np.asarray(cv2.copyMakeBorder(grid, m, m, m, m, cv2.BORDER_REFLECT), np.float32)
+    # Reflect-pad to whole tiles plus the overlap margin (no resampling: it would blur).
+    padded = np.asarray(
+        cv2.copyMakeBorder(image, m, m + n * th - h, m, m + n * tw - w, cv2.BORDER_REFLECT),
+        np.float32,
+    )
 
     def ramp(size: int) -> NDArray[np.float32]:
         t = np.arange(size + 2 * m, dtype=np.float32) + 0.5
@@ -289,18 +296,18 @@ def _shuffle_tiles(image: NDArray[np.float32], n: int) -> NDArray[np.float32]:
         tile = padded[sy * th : sy * th + th + 2 * m, sx * tw : sx * tw + tw + 2 * m]
         acc[dy * th : dy * th + th + 2 * m, dx * tw : dx * tw + tw + 2 * m] += window * tile
         energy[dy * th : dy * th + th + 2 * m, dx * tw : dx * tw + tw + 2 * m] += window**2
-    out = (acc / np.sqrt(np.maximum(energy, 1e-6)))[m : m + n * th, m : m + n * tw]
-    return np.asarray(cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR), dtype=np.float32)
+    out = (acc / np.sqrt(np.maximum(energy, 1e-6)))[m : m + h, m : m + w]
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def style_preview(content: RGB, style: RGB, strength: float = 1.0) -> RGB:
     """A style-fusion preview: ``content`` with ``style``'s colours and texture.
 
     Colours: :func:`reinhard_transfer` in Lab. Texture: in Lab lightness, below the
-    scale STYLE_DETAIL_SIGMA the content keeps STYLE_KEEP_DETAIL of its own detail and
-    gains STYLE_DETAIL_GAIN of the style's (the style scaled to cover the content's
-    frame, high-passed, its tiles shuffled), so brush strokes appear with the style's
-    energy and orientations while the content's larger structure stays. ``strength``
+    scale STYLE_DETAIL_SIGMA the content keeps part of its own detail and gains the
+    style's (the style scaled to cover the content's frame, high-passed, its tiles
+    shuffled) so that the detail's energy is about the style's: brush strokes appear
+    with the style's energy and orientations while the content's larger structure stays. ``strength``
     (0..1) blends from the content to the full preview.
     """
     import cv2
@@ -318,7 +325,15 @@ def style_preview(content: RGB, style: RGB, strength: float = 1.0) -> RGB:
     s_light = np.ascontiguousarray(cv2.cvtColor(cover, cv2.COLOR_RGB2Lab)[..., 0], np.float32)
     s_detail = _shuffle_tiles(s_light - _gauss(s_light, sigma), STYLE_TILES)
     low = _gauss(light, sigma)
-    texture = STYLE_KEEP_DETAIL * (light - low) + STYLE_DETAIL_GAIN * s_detail
+    c_detail = light - low
+    # The output's fine detail gets the style's energy: keep some of the content's (for
+    # its edges), at most STYLE_CONTENT_SHARE of that energy, and fill the rest with the
+    # style's (the two are uncorrelated, so energies add).
+    e_style = float(s_detail.std()) + 1e-6
+    e_content = float(c_detail.std()) + 1e-6
+    keep = min(STYLE_KEEP_DETAIL, STYLE_CONTENT_SHARE * e_style / e_content)
+    gain = min(STYLE_DETAIL_GAIN, math.sqrt(max(0.0, 1.0 - (keep * e_content / e_style) ** 2)))
+    texture = keep * c_detail + gain * s_detail
     lab[..., 0] = np.clip(low + texture, 0.0, 100.0)
     styled = np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB) * 255.0, 0.0, 255.0)
     t = min(max(float(strength), 0.0), 1.0)
