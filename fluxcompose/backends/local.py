@@ -356,6 +356,9 @@ BORDER_TOLERANCE = 24
 ALPHA_RAMP = 24.0
 """Channel-difference span (0..255) over which the print's alpha rises from 0 to 1."""
 
+EDGE_BAND = 2
+"""Pixels of a print's edge, next to the dropped background, whose colour is unmixed."""
+
 FEATHER_SIGMA = 0.7
 """Gaussian sigma, in target pixels, softening the placed print's edge."""
 
@@ -377,7 +380,7 @@ class PrintLayer:
     """The print cut from a pattern cell.
 
     ``premultiplied`` is alpha times the print's own colour (0..255 scale, float32, h x w x 3),
-    with the plain background's contribution removed from soft edges; ``alpha`` is 0..1
+    with the plain background's colour unmixed from its edges; ``alpha`` is 0..1
     (float32, h x w). ``background`` is the dropped plain colour, or None when the whole
     rectangle is kept (a photo-like pattern). ``box`` is the foreground (alpha >= 0.5) in
     the layer's pixels; ``note`` says why the whole rectangle was kept, if it was.
@@ -443,10 +446,47 @@ def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
         return PrintLayer(
             whole.premultiplied, whole.alpha, None, whole.box, "the pattern is all background"
         )
-    # c = a*F + (1-a)*B on a soft edge, so a*F = c - (1-a)*B: no halo of the old background.
-    pre = img - (1.0 - alpha)[..., None] * bg_arr
-    pre = np.clip(pre, 0.0, 255.0 * alpha[..., None]).astype(np.float32)
-    return PrintLayer(pre, alpha, bg, box)
+    alpha, own = _defringe(img, alpha, bg_arr)
+    return PrintLayer(own * alpha[..., None], alpha, bg, box)
+
+
+def _defringe(
+    img: NDArray[np.float32], alpha: NDArray[np.float32], bg: NDArray[np.float32]
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Alpha and the print's own colour F, with the background taken out of its edges.
+
+    An anti-aliased edge pixel is c = a*F + (1-a)*B. Within EDGE_BAND pixels of the
+    background, F is the colour of the nearest solid print pixel and a is c - B projected
+    on F - B; elsewhere F is the pixel itself. So a dark outline flattened on white does
+    not leave a pale fringe on a dark garment.
+    """
+    import cv2
+
+    colour = img.copy()
+    background = (alpha <= 0).astype(np.uint8)
+    if not background.any():
+        return alpha, colour
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_BAND + 1, 2 * EDGE_BAND + 1))
+    near = cv2.dilate(background, k) > 0
+    core = ~near & (alpha >= 1.0)
+    band = near & (alpha > 0)
+    if not core.any() or not band.any():
+        return alpha, colour
+    _, labels = cv2.distanceTransformWithLabels(
+        (~core).astype(np.uint8), cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL
+    )
+    lut = np.zeros((int(labels.max()) + 1, 3), np.float32)
+    lut[labels[core]] = img[core]
+    f = lut[labels[band]]
+    d = f - bg
+    d2 = (d * d).sum(axis=1)
+    a = ((img[band] - bg) * d).sum(axis=1) / np.maximum(d2, 1.0)
+    usable = d2 >= 30.0**2  # a solid colour too close to the background says nothing
+    new_alpha = alpha.copy()
+    band_alpha = np.where(usable, np.clip(a, 0.0, 1.0), alpha[band])
+    new_alpha[band] = band_alpha
+    colour[band] = np.where(usable[:, None], f, colour[band])
+    return new_alpha.astype(np.float32), colour
 
 
 def _gauss(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
