@@ -1,4 +1,9 @@
-"""The local backend on pixels: pattern placement and size, style transfer, bucketing, determinism."""
+"""The local backend on pixels: pattern placement and size, style transfer, bucketing, determinism.
+
+The target here is a smooth gradient with nobody in it, so pattern-transfer takes the
+no-subject path (placed by the image); the checkerboard has no plain border, so it is
+printed whole. The print mock-up on a garment is tested in tests/test_mockup.py.
+"""
 
 from __future__ import annotations
 
@@ -118,6 +123,9 @@ def _run_pattern(size: str, placement: str, **kw: Any) -> tuple[np.ndarray, dict
     assert result.data is not None and result.url is None
     out = _decode(result.data)
     assert out.shape[:2] == (1024, 1024)  # bucket of 1:1
+    # No subject on the gradient: placed by the image, and the result says so.
+    assert result.extra["subject"]["found"] is False and result.extra["placed_by"] == "image"
+    assert result.extra["pattern_background"] is None  # the checkerboard is printed whole
     # Back to the target's own size so it can be compared with the target pixel by pixel.
     small = cv2.resize(out, (TW, TH), interpolation=cv2.INTER_AREA)
     return small, result.extra
@@ -153,7 +161,7 @@ def test_pattern_transfer_leaves_the_rest_of_the_target_alone() -> None:
 
 
 def test_pattern_is_the_pattern() -> None:
-    """Inside the box the checkerboard's structure survives the Poisson blend."""
+    """Inside the box the checkerboard's structure survives the print (no garment, no shading)."""
     out, _ = _run_pattern("0.5", "middle")
     x0, y0, x1, y1 = _changed_box(out, _target())
     inside = cv2.cvtColor(out[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY).astype(np.float32)
