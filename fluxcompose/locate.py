@@ -189,6 +189,7 @@ GARMENT_SIDE = 160
 SHOULDER_BELOW_FACE = 0.2  # shoulder line = face bottom + this x face height
 WAIST_BELOW_FACE = 2.4  # waist = face bottom + this x face height
 CHEST_WIDTH = 2.2  # chest box width = this x face width
+GRABCUT_SEED = 20240611
 HEM_DELTA = 28.0  # Lab distance (OpenCV 8-bit units) that ends the garment at its hem
 
 _cascades: dict[str, Any] = {}
@@ -389,9 +390,17 @@ def _plausible(boxes: list[tuple[float, ...]], rgb: Array) -> tuple[list[_Face],
     return out, head_only
 
 
-def _central_runs(mask: Mask, cx: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def _central_runs(
+    mask: Mask, cx: int, bridge: int = 0
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """For each row, the [left, right) of the run of True containing column ``cx``
-    (or the nearest run within a few pixels); (-1, -1) where there is none."""
+    (or the nearest run within a few pixels); (-1, -1) where there is none. Gaps of at most
+    ``bridge`` pixels inside a row (a shirt's V between a jacket's lapels) are bridged."""
+    import cv2
+
+    if bridge > 0:
+        k = np.ones((1, bridge + 1), np.uint8)
+        mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k).astype(bool)
     h, w = mask.shape
     left = np.full(h, -1, np.int64)
     right = np.full(h, -1, np.int64)
@@ -464,6 +473,7 @@ def _grabcut(img: Array, init: Array, iters: int = 3) -> Mask:
     bgd = np.zeros((1, 65), np.float64)
     fgd = np.zeros((1, 65), np.float64)
     bgr = np.ascontiguousarray(img[..., ::-1])
+    cv2.setRNGSeed(GRABCUT_SEED)  # GrabCut seeds its colour models by k-means: be repeatable
     try:
         cv2.grabCut(bgr, m, None, bgd, fgd, iters, cv2.GC_INIT_WITH_MASK)  # type: ignore[call-overload]
     except cv2.error:
@@ -601,13 +611,13 @@ def _by_face(rgb: Array, face: _Face) -> Subject | None:
     fg &= ~skin
     seed = (Y(fb + 1.2 * fh), X(cx))
     fg = _clean(fg, seed if fg[seed] else None, open_px=1)
-    fg, hem = _cut_at_hem(fg, roi, X(cx), (Y(fb + 0.6 * fh), Y(fb + 1.3 * fh)))
+    fg, hem = _cut_at_hem(fg, roi, X(cx), (Y(fb + 0.5 * fh), Y(fb + 0.9 * fh)))
     area = float(fg.mean())
     if area < 0.05:
         return None
 
     # Refine the chest box's sides with the garment's central run in the chest band.
-    left, right = _central_runs(fg, X(cx))
+    left, right = _central_runs(fg, X(cx), bridge=round(0.2 * fw * sx))
     band = np.arange(Y(fb + 0.9 * fh), Y(g_bot) + 1)
     band = band[(band >= 0) & (band < ch) & (left[band] >= 0)]
     conf = 0.5 + 0.4 * face.skin
@@ -621,6 +631,14 @@ def _by_face(rgb: Array, face: _Face) -> Subject | None:
     if not (0.45 * 2 * g_half <= mr - ml <= 1.6 * 2 * g_half and ml < cx < mr):
         return None
     x0, x1 = ml, mr
+    # A torso is under its face: when one side reaches much further than the other, one of
+    # them is wrong (an arm merged in, or the garment split); keep the side whose reach is
+    # closer to the face's estimate, mirrored.
+    reach_l, reach_r = cx - ml, mr - cx
+    if max(reach_l, reach_r) > 1.6 * min(reach_l, reach_r):
+        half = min((reach_l, reach_r), key=lambda v: abs(v - g_half))
+        x0, x1 = cx - half, cx + half
+        conf -= 0.2
     # The bottom: the garment's lowest row wide enough to be torso, capped by the waist.
     rows = np.flatnonzero((right - left) >= 0.5 * (x1 - x0) * sx)
     y1 = g_bot
