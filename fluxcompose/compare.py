@@ -1,4 +1,10 @@
-"""Measure an output against its sources: SSIM, edit region, pattern, style, pHash, checks.
+"""Measure an output against its sources: SSIM, edit region, pattern, style, pHash, the
+subject (DESIGN.md sections 8 and 10), and the recipe's checks.
+
+The pattern is measured against the wearer's chest box and garment mask (from
+:func:`fluxcompose.locate.locate` on the target, or a given box); checks defined relative to
+the subject are not measured (``pass`` None, and ``passed`` false) when there is none,
+never measured against the whole image instead.
 
 Every box is ``[x0, y0, x1, y1]`` normalised 0..1 in the frame of the *aligned* output,
 which is the target's frame (the output cut back to the target's cell when it kept the
@@ -671,7 +677,7 @@ def texture_features(image: ImageLike) -> Array:
 
     - an 8-bin histogram of gradient orientation (0..180 degrees) weighted by the
       gradient magnitude, summing to 1 (which way the strokes run);
-    - ``log`` of the mean gradient magnitude (high-frequency energy against local
+    - ``log(0.05 + mean gradient magnitude)`` (high-frequency energy against local
       contrast: fine brush strokes raise it, smoothing lowers it);
     - the structure-tensor coherence (0..1, tensor sigma 2 px) averaged with the
       tensor's trace as weight (how stroke-like, i.e. oriented, the detail is).
@@ -701,7 +707,8 @@ def texture_features(image: ImageLike) -> Array:
         coh = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy * jxy) / (trace + 1e-6)
         coherence = float((coh * trace).sum(dtype=np.float64) / max(float(trace.sum()), 1e-9))
         feats.extend(float(v) for v in hist)
-        feats.append(math.log(float(mag.mean(dtype=np.float64)) + 1e-6))
+        # + 0.05 bounds the log for flat images (normal photos are ~1..4 here).
+        feats.append(math.log(float(mag.mean(dtype=np.float64)) + 0.05))
         feats.append(coherence)
         if min(y.shape) < 16:
             # Too small for another octave: repeat the last scale's statistics.
