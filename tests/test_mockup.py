@@ -15,6 +15,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from fluxcompose.backends.base import GenerationRequest
@@ -429,6 +431,68 @@ def test_the_subject_s_absence_is_not_a_garment() -> None:
     assert mock.chest_box == (0.0, 0.0, 1024.0, 1024.0) and mock.shade_median is None
     x0, _, x1, _ = mock.print_box
     assert x1 - x0 == pytest.approx(512.0)
+
+
+def test_a_stray_speck_does_not_widen_the_print() -> None:
+    logo = _logo()
+    logo[3, 236] = (0, 0, 0)  # dust in the corner of the plain border
+    logo[150:152, 5:7] = (0, 0, 0)
+    layer = print_layer(logo)
+    assert layer.box == LOGO_FG
+    assert layer.alpha[3, 236] == 0 and layer.alpha[150, 5] == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    tw=st.integers(8, 90),
+    th=st.integers(8, 90),
+    pw=st.integers(3, 60),
+    ph=st.integers(3, 60),
+    plain=st.booleans(),
+    found=st.booleans(),
+    box=st.tuples(*[st.floats(0.0, 1.0)] * 4),
+    frac=st.floats(0.02, 1.0),
+    point=st.tuples(st.floats(0.0, 1.0), st.floats(0.0, 1.0)),
+    seed=st.integers(0, 2**16),
+)
+def test_print_mockup_never_touches_pixels_off_the_mask(
+    tw: int,
+    th: int,
+    pw: int,
+    ph: int,
+    plain: bool,
+    found: bool,
+    box: tuple[float, float, float, float],
+    frac: float,
+    point: tuple[float, float],
+    seed: int,
+) -> None:
+    rng = np.random.default_rng(seed)
+    target = rng.integers(0, 256, (th, tw, 3), dtype=np.uint8)
+    pattern = rng.integers(0, 256, (ph, pw, 3), dtype=np.uint8)
+    if plain:
+        pattern[:] = 255
+        pattern[
+            ph // 3 : max(ph // 3 + 1, 2 * ph // 3), pw // 4 : max(pw // 4 + 1, 3 * pw // 4)
+        ] = 0
+    x0, x1 = sorted((box[0], box[2]))
+    y0, y1 = sorted((box[1], box[3]))
+    chest = (x0, y0, max(x1, x0 + 0.01), max(y1, y0 + 0.01))
+    mask = rng.random((th, tw)) < 0.6
+    subject = (
+        Subject(True, "given", 1.0, chest, chest, None, mask)
+        if found
+        else Subject(False, "none", 0.0, None, None, None, None, reason="test")
+    )
+    mock = print_mockup(target, pattern, subject, frac, point)
+    assert mock.image.shape == target.shape and mock.image.dtype == np.uint8
+    if found:
+        assert np.array_equal(mock.image[~mask], target[~mask])
+    px0, _, px1, _ = mock.print_box
+    cw = (chest[2] - chest[0]) * tw if found else tw
+    assert px1 - px0 == pytest.approx(frac * cw, rel=1e-6) or any(
+        "tall" in w for w in mock.warnings
+    )
 
 
 # --------------------------------------------------------------------------- real photos

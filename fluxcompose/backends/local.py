@@ -408,15 +408,33 @@ def _bbox(mask: NDArray[np.bool_]) -> Box | None:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def _without_specks(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
+    """``mask`` without connected specks smaller than 1/2000 of the image (at least 4
+    pixels): JPEG noise or dust on a plain background is not the print."""
+    import cv2
+
+    h, w = mask.shape
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask
+    keep = stats[:, cv2.CC_STAT_AREA] >= max(4, (h * w) // 2000)
+    keep[0] = False
+    out: NDArray[np.bool_] = keep[labels]
+    return out
+
+
 def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
     """Drop ``pattern``'s plain background: the colour of its outer ring (the median, or
     ``hint``, the canvas background, whichever more of the ring matches).
 
     Pixels that differ from it by more than the ring's own noise get alpha rising to 1
     over ALPHA_RAMP channel units; gaps inside the print that show the background stay
-    gaps. With no plain border (under PLAIN_BORDER_SHARE of the ring matches one colour)
-    or nothing but border, the whole rectangle is the print.
+    gaps; specks (under 1/2000 of the pattern) are dropped. With no plain border (under
+    PLAIN_BORDER_SHARE of the ring matches one colour) or nothing but border, the whole
+    rectangle is the print.
     """
+    import cv2
+
     h, w = pattern.shape[:2]
     img = pattern.astype(np.float32)
     whole = PrintLayer(img, np.ones((h, w), dtype=np.float32), None, (0, 0, w, h))
@@ -441,7 +459,10 @@ def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
     bg_arr = np.array(bg, dtype=np.float32)
     diff = np.abs(img - bg_arr).max(axis=2)
     alpha = np.clip((diff - lo) / ALPHA_RAMP, 0.0, 1.0).astype(np.float32)
-    box = _bbox(alpha >= 0.5)
+    solid = _without_specks(alpha >= 0.5)
+    alpha = np.where(cv2.dilate(solid.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0, alpha, 0)
+    alpha = alpha.astype(np.float32)
+    box = _bbox(solid)
     if box is None:
         return PrintLayer(
             whole.premultiplied, whole.alpha, None, whole.box, "the pattern is all background"
@@ -607,8 +628,14 @@ def print_mockup(
     # Scale so the foreground's width is width_fraction of the chest's.
     fx0, fy0, fx1, fy1 = layer.box
     scale = width_fraction * (chest[2] - chest[0]) / (fx1 - fx0)
-    support = _bbox(layer.alpha > 0) or layer.box
-    sx0, sy0, sx1, sy1 = support
+    if (fy1 - fy0) * scale > 4 * th:  # a sliver of a print: keep it within reason
+        scale = 4 * th / (fy1 - fy0)
+        warnings.append("the print is too tall for its width: shrunk to 4 image heights")
+    # The layer: the foreground box plus the soft edge around it.
+    margin = max(2, math.ceil(2 / scale))
+    ph0, pw0 = layer.alpha.shape
+    sx0, sy0 = max(0, fx0 - margin), max(0, fy0 - margin)
+    sx1, sy1 = min(pw0, fx1 + margin), min(ph0, fy1 + margin)
     lw = max(1, round((sx1 - sx0) * scale))
     lh = max(1, round((sy1 - sy0) * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
