@@ -579,6 +579,28 @@ def test_detected_subject_carries_the_print(name: str) -> None:
         assert np.array_equal(out[fy0:fy1, fx0:fx1], ref[fy0:fy1, fx0:fx1])
 
 
+@needs_detector
+def test_detected_people_wear_the_print() -> None:
+    """tests/people.py renders with known chest boxes and shirts, found by the detector."""
+    from tests import people
+
+    for make in people.ALL:
+        render = make()
+        target = render.image
+        h, w = target.shape[:2]
+        out, extra = _generate(_pattern_png(), target, "1/2")
+        if not extra["subject"]["found"]:
+            continue  # the detector's own tests judge what it misses
+        changed = _changed(out, _reference(target))
+        x0, y0, x1, y1 = _bbox(changed)
+        truth = render.chest_box
+        assert _in_box((x0 + x1) / 2, (y0 + y1) / 2, truth, w, h), render.name
+        chest_w = (truth[2] - truth[0]) * w
+        assert abs((x1 - x0) / chest_w - 0.5) <= 0.1, render.name
+        on_shirt = cv2.dilate(render.garment.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+        assert changed[on_shirt].sum() >= 0.95 * changed.sum(), render.name
+
+
 # --------------------------------------------------------------------------- style preview
 
 
