@@ -186,7 +186,7 @@ GARMENT_SIDE = 160
 
 # Body geometry in face-box units (the Haar box: brows to chin, square), measured on
 # grace_hopper.jpg and on tests/people.py's renders.
-SHOULDER_BELOW_FACE = 0.2  # shoulder line = face bottom + this x face height
+SHOULDER_BELOW_FACE = 0.12  # shoulder line = face bottom + this x face height
 WAIST_BELOW_FACE = 2.4  # waist = face bottom + this x face height
 CHEST_WIDTH = 2.2  # chest box width = this x face width
 GRABCUT_SEED = 20240611
@@ -235,11 +235,11 @@ def _resize_long(arr: npt.NDArray[Any], side: int) -> tuple[npt.NDArray[Any], fl
 
 
 def _skin_generic(ycrcb: Array) -> Mask:
-    """A broad YCrCb skin test (Cr 135..175, Cb 80..130, not too dark)."""
+    """A broad YCrCb skin test (Cr 133..180, Cb 77..130, not too dark; after Chai and Ngan)."""
     y = ycrcb[..., 0]
     cr = ycrcb[..., 1]
     cb = ycrcb[..., 2]
-    out: Mask = (cr >= 135) & (cr <= 175) & (cb >= 80) & (cb <= 130) & (y >= 40)
+    out: Mask = (cr >= 133) & (cr <= 180) & (cb >= 77) & (cb <= 130) & (y >= 40)
     return out
 
 
@@ -728,6 +728,16 @@ def _by_garment(rgb: Array) -> Subject:
     bottom = float(gy1)
     if bottom - top < 0.5 * tw:
         return _none("no face found, and the region is too short for a torso")
+    # A torso is solid down its middle (a pair of trouser legs is not) ...
+    mid = garment[int(top) : int(bottom), max(0, cxm - 1) : cxm + 2].any(axis=1)
+    if mid.mean() < 0.85:
+        return _none("no face found, and the region is not solid down its middle: not a torso")
+    # ... and the skin above it is a neck, narrower than the shoulders (not a skin-coloured
+    # shirt above trousers, nor a bare torso).
+    above = skin[max(0, gy0 - h // 10) : gy0 + 1]
+    neck_w = float(np.median(above.sum(axis=1))) if above.size else 0.0
+    if neck_w > 0.6 * tw:
+        return _none("no face found, and the skin above the region is wider than a neck")
     conf = float(np.clip(0.35 + 0.3 * coherent + 0.5 * neck_frac, 0.0, 0.85))
     sxf, syf = W / w, H / h
     chest = _norm((tl * sxf, top * syf, tr * sxf, bottom * syf), W, H)

@@ -147,7 +147,7 @@ def _person(
     garment mask."""
     h, w = canvas.shape[:2]
     skin = np.array(_skin_rgb(), np.float32)
-    shade = 0.85 + 0.3 * _smooth(rng, (h, w), 5)[..., None]
+    shade = 0.8 + 0.25 * _smooth(rng, (h, w), 5)[..., None]
     skin_img = np.clip(skin * shade, 0, 1)
     # Trousers.
     trousers = np.array((0.16, 0.18, 0.26), np.float32) * (
@@ -372,6 +372,44 @@ def two_panel() -> Render:
 
 
 ALL = (full_plain, full_busy, off_centre, small_in_frame, half_length, headless, two_panel)
+
+
+def variant(seed: int) -> Render:
+    """A random framing (full length, half length, small, headless), shirt colour, canvas size
+    and background, drawn from ``seed``; the shirt always fits the frame's width."""
+    rng = np.random.default_rng(seed)
+    kind = str(rng.choice(["full", "half", "small", "headless"]))
+    busy = bool(rng.random() < 0.5) and kind != "headless"
+    shirt = (float(rng.random()), float(rng.random()), float(rng.random()))
+    w, h = int(rng.integers(500, 1000)), int(rng.integers(500, 1000))
+    if kind == "full":
+        fw, chin = 0.085 * h / w, float(rng.uniform(0.12, 0.2))
+    elif kind == "half":
+        fw, chin = (
+            float(rng.uniform(0.2, 0.3)) * min(1.0, 1.2 * h / w),
+            float(rng.uniform(0.3, 0.45)),
+        )
+    elif kind == "small":
+        fw, chin = 0.0375 * h / w, float(rng.uniform(0.1, 0.5))
+    else:
+        fw, chin = (
+            float(rng.uniform(0.24, 0.3)) * min(1.0, 1.3 * h / w),
+            float(rng.uniform(0.05, 0.12)),
+        )
+    fw = min(fw, 0.95 / 3.3)  # sleeve to sleeve is 3.24 face widths
+    room = max(0.0, 0.5 - 1.7 * fw)
+    cx = float(rng.uniform(0.5 - room, 0.5 + room))
+    return _make(
+        f"variant{seed}-{kind}",
+        (w, h),
+        cx=cx,
+        chin=chin,
+        fw=fw,
+        shirt=shirt,
+        background="busy" if busy else "plain",
+        head=kind != "headless",
+        seed=seed,
+    )
 
 
 def all_renders() -> list[Render]:

@@ -114,6 +114,36 @@ def test_render_face_box(name: str) -> None:
     assert on_face.mean() < 0.05
 
 
+VARIANT_SEEDS = range(100, 110)
+
+
+def test_random_framings_found_right_or_not_at_all() -> None:
+    """Over random framings, shirt colours and backgrounds: whatever is found is right (a
+    confident wrong box is worse than none), and most are found."""
+    found = 0
+    for seed in VARIANT_SEEDS:
+        r = people.variant(seed)
+        s = locate(r.image)
+        if not s.found:
+            assert s.reason, r.name
+            continue
+        found += 1
+        assert s.chest_box is not None
+        assert iou(s.chest_box, r.chest_box) >= 0.5, (r.name, s.chest_box, r.chest_box)
+        h, w = r.image.shape[:2]
+        mask = s.garment_mask((w, h))
+        assert mask is not None
+        assert (mask & r.garment).sum() / mask.sum() >= 0.75, r.name
+    assert found >= 0.7 * len(VARIANT_SEEDS)
+
+
+def test_repeatable() -> None:
+    r = render("full_busy")
+    a, b = locate(r.image), locate(r.image)
+    assert a == b
+    assert a.mask is not None and b.mask is not None and np.array_equal(a.mask, b.mask)
+
+
 def test_two_panel_subject_is_in_the_person_half() -> None:
     s = located("two_panel")
     assert s.chest_box is not None and s.chest_box[0] > 0.5
