@@ -752,14 +752,16 @@ def _by_garment(rgb: Array) -> Subject:
 
 
 def _given(rgb: Array, box: Box) -> Subject:
-    """The chest box is given: estimate the garment mask inside it (GrabCut seeded by the box,
-    skin removed)."""
+    """The chest box is given: estimate the garment mask inside it. GrabCut learns the garment
+    from the box (its middle surely garment unless skin) and the rest from a margin around
+    it (probably not garment: sleeves and shoulders of the same fabric may lie there, so
+    only the margin's outer edge is surely background); skin is removed; the mask is then
+    kept inside the box."""
     import cv2
 
     H, W = rgb.shape[:2]
     x0, y0, x1, y1 = box
-    # A margin around the box gives GrabCut some background to learn from.
-    mx, my = 0.15 * (x1 - x0) * W, 0.15 * (y1 - y0) * H
+    mx, my = 0.3 * (x1 - x0) * W, 0.3 * (y1 - y0) * H
     rx0, ry0 = max(0, int(x0 * W - mx)), max(0, int(y0 * H - my))
     rx1, ry1 = min(W, int(x1 * W + mx) + 1), min(H, int(y1 * H + my) + 1)
     crop = rgb[ry0:ry1, rx0:rx1]
@@ -768,17 +770,21 @@ def _given(rgb: Array, box: Box) -> Subject:
     roi = cv2.resize(crop, (cw, ch), interpolation=cv2.INTER_AREA) if s < 1.0 else crop.copy()
     sx, sy = cw / (rx1 - rx0), ch / (ry1 - ry0)
     bx0, by0 = round((x0 * W - rx0) * sx), round((y0 * H - ry0) * sy)
-    bx1, by1 = round((x1 * W - rx0) * sx), round((y1 * H - ry0) * sy)
-    init = np.full((ch, cw), cv2.GC_BGD, np.uint8)
+    bx1, by1 = max(bx0 + 1, round((x1 * W - rx0) * sx)), max(by0 + 1, round((y1 * H - ry0) * sy))
+    init = np.full((ch, cw), cv2.GC_PR_BGD, np.uint8)
+    e = 2
+    init[:e, :] = init[-e:, :] = init[:, :e] = init[:, -e:] = cv2.GC_BGD
     init[by0:by1, bx0:bx1] = cv2.GC_PR_FGD
     iw, ih = bx1 - bx0, by1 - by0
-    init[by0 + ih // 4 : by1 - ih // 4, bx0 + iw // 4 : bx1 - iw // 4] = cv2.GC_FGD
     ycc = cv2.cvtColor(roi, cv2.COLOR_RGB2YCrCb)
     skin = _skin_generic(ycc)
-    init[(init == cv2.GC_FGD) & skin] = cv2.GC_PR_FGD
+    core = np.zeros((ch, cw), bool)
+    core[by0 + ih // 4 : by1 - ih // 4, bx0 + iw // 4 : bx1 - iw // 4] = True
+    init[core & ~skin] = cv2.GC_FGD
     fg = _grabcut(roi, init, 3) & ~skin
     inside = np.zeros_like(fg)
     inside[by0:by1, bx0:bx1] = True
+    fg &= inside
     if fg[inside].mean() < 0.2:  # GrabCut lost it: the box minus skin
         fg = inside & ~skin
     mask = _paste_mask(fg, (rx0, ry0, rx1, ry1), (W, H), MASK_SIDE)
