@@ -174,6 +174,19 @@ def test_grace_hopper() -> None:
     assert 0.25 < (fx0 + fx1) / 2 < 0.75 and 0.15 < (fy0 + fy1) / 2 < 0.5
 
 
+def test_grace_hopper_at_other_scales() -> None:
+    """The same photo, 4x smaller or larger, gives the same chest box (boxes are normalised)."""
+    import cv2
+
+    g = np.asarray(load_image(SHARED_IMAGES / "grace_hopper.jpg").image)
+    ref = locate(g).chest_box
+    assert ref is not None
+    for size in ((128, 150), (2048, 2400)):
+        s = locate(cv2.resize(g, size, interpolation=cv2.INTER_AREA))
+        assert s.found and s.chest_box is not None
+        assert max(abs(a - b) for a, b in zip(s.chest_box, ref, strict=True)) <= 0.05, size
+
+
 def test_model_sample_headless_tee() -> None:
     s = locate(load_image(ROOT / "samples" / "model.jpg").image)
     assert s.found and s.method == "garment" and s.face_box is None
@@ -233,6 +246,19 @@ def test_given_box() -> None:
     assert (mask & inside).sum() / mask.sum() >= 0.9
     assert (mask & r.garment).sum() / mask.sum() >= 0.85
     assert (mask & inside).sum() / inside.sum() >= 0.7
+
+
+def test_given_box_on_the_white_tee() -> None:
+    """Inside a box on the tee's front the mask is the tee: nearly all of the box."""
+    img = np.asarray(load_image(ROOT / "samples" / "model.jpg").image)
+    box = (0.2, 0.3, 0.8, 0.9)
+    s = locate(img, subject_box=box)
+    h, w = img.shape[:2]
+    mask = s.garment_mask((w, h))
+    assert mask is not None
+    inside = mask[round(0.3 * h) : round(0.9 * h), round(0.2 * w) : round(0.8 * w)]
+    assert inside.mean() >= 0.9
+    assert inside.sum() / mask.sum() >= 0.99
 
 
 def test_given_box_as_text_and_bad_box() -> None:
