@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -31,7 +32,7 @@ from PIL import Image
 from tests.paths import ROOT, SHARED_IMAGES
 
 Box = tuple[float, float, float, float]
-Float = npt.NDArray[np.float32]
+Float = npt.NDArray[Any]  # float32 images in 0..1 (OpenCV's stubs do not keep dtypes)
 
 # grace_hopper.jpg: the head cut out (x0, y0, x1, y1) and where its face and chin are.
 HEAD_CROP = (146, 92, 388, 350)
@@ -61,7 +62,7 @@ def _head() -> tuple[Float, Float]:
     x0, y0, x1, y1 = HEAD_CROP
     rgb = src[y0:y1, x0:x1].astype(np.float32) / 255
     h, w = rgb.shape[:2]
-    alpha = np.zeros((h, w), np.float32)
+    alpha: Float = np.zeros((h, w), np.float32)
     cv2.ellipse(alpha, (w // 2, h // 2 + 4), (w // 2 - 4, h // 2 - 4), 0, 0, 360, 1.0, -1)
     alpha = cv2.GaussianBlur(alpha, (0, 0), 3)
     return rgb, alpha
@@ -255,7 +256,8 @@ def _plain(h: int, w: int, rng: np.random.Generator, colour: tuple[float, float,
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     r = np.hypot((xx - w / 2) / w, (yy - h / 2) / h)
     bg = np.array(colour, np.float32) * (1.05 - 0.25 * r)[..., None]
-    return np.clip(bg + rng.normal(0, 0.01, (h, w, 1)).astype(np.float32), 0, 1)
+    out: Float = np.clip(bg + rng.normal(0, 0.01, (h, w, 1)).astype(np.float32), 0, 1)
+    return out
 
 
 def _busy(h: int, w: int, rng: np.random.Generator) -> Float:
@@ -271,7 +273,8 @@ def _busy(h: int, w: int, rng: np.random.Generator) -> Float:
 
 
 def _finish(canvas: Float) -> npt.NDArray[np.uint8]:
-    return np.clip(canvas * 255 + 0.5, 0, 255).astype(np.uint8)
+    out: npt.NDArray[np.uint8] = np.clip(canvas * 255 + 0.5, 0, 255).astype(np.uint8)
+    return out
 
 
 def _make(

@@ -372,7 +372,8 @@ def test_cli_json_mask_and_overlay(person_png: Path, tmp_path: Path) -> None:
     data = json.loads(res.stdout)
     assert set(data) == {"found", "method", "confidence", "chest_box", "garment_box", "face_box"}
     assert data["found"] is True and data["method"] == "face"
-    assert iou(tuple(data["chest_box"]), render("half_length").chest_box) >= 0.6  # type: ignore[arg-type]
+    x0, y0, x1, y1 = data["chest_box"]
+    assert iou((x0, y0, x1, y1), render("half_length").chest_box) >= 0.6
     m = Image.open(mask_path)
     assert m.mode == "L" and m.size == (640, 640)
     arr = np.asarray(m)
