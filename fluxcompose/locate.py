@@ -446,36 +446,61 @@ def _central_runs(
 def _cut_at_hem(
     fg: Mask, rgb: Array, cx: int, core: tuple[int, int], threshold: float = HEM_DELTA
 ) -> tuple[Mask, int | None]:
-    """Cut ``fg`` at the torso garment's hem: scanning down from the core rows ``core`` =
-    (first, last), the first rows whose central run's median colour (Lab) is more than
-    ``threshold`` from the core's (trousers, a skirt, a belt of skin) end the garment.
+    """Cut ``fg`` at the torso garment's hem (trousers, a skirt, a belt of skin below it).
+
+    The garment's colours are learnt on the core rows ``core`` = (first, last): three Lab
+    clusters, plus "other" for anything more than ``threshold`` from all of them. Scanning
+    down, a window of rows (half the core's height) whose mix of those colours differs from
+    the core's (total variation > 0.45) is off the garment: stripes keep their mix, trousers
+    of one of the stripes' colours do not. Only the middle of each row's central run counts.
     Returns the cut mask and the hem row (None when the garment runs to the bottom)."""
     import cv2
 
-    h = fg.shape[0]
+    h, w = fg.shape
+    c0, c1 = max(0, core[0]), min(h, core[1])
+    if c1 - c0 < 2:
+        return fg, None
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
     left, right = _central_runs(fg, cx)
-    c0, c1 = max(0, core[0]), min(h, core[1])
-    meds = np.full((h, 3), np.nan, np.float32)
-    for r in range(c0, h):
-        lo, hi = int(left[r]), int(right[r])
-        if lo < 0 or hi - lo < 2:
-            continue
-        m = (hi - lo) // 5
-        meds[r] = np.median(lab[r, lo + m : hi - m], axis=0)
-    ref_rows = meds[c0:c1]
-    ref_rows = ref_rows[~np.isnan(ref_rows[:, 0])]
-    if not len(ref_rows):
+    span = (right - left)[:, None]
+    cols = np.arange(w)[None, :]
+    inner = (
+        (left[:, None] >= 0)
+        & (cols >= left[:, None] + span // 5)
+        & (cols < right[:, None] - span // 5)
+    )
+    core_px = np.ascontiguousarray(lab[c0:c1][inner[c0:c1]])
+    if len(core_px) < 12:
         return fg, None
-    ref = np.median(ref_rows, axis=0)
-    d = np.linalg.norm(meds - ref[None, :], axis=1)
-    off = ~(d <= threshold)  # NaN (no run) counts as off
+    crit = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 10, 1.0)
+    cv2.setRNGSeed(GRABCUT_SEED)
+    _, _, centres = cv2.kmeans(core_px, 3, None, crit, 1, cv2.KMEANS_PP_CENTERS)
+    centres = np.asarray(centres, np.float32)
+    d = np.linalg.norm(lab[:, :, None, :] - centres[None, None, :, :], axis=3)
+    # Clusters closer than ``threshold`` are shades of one colour: one group.
+    group = [0, 1, 2]
+    for i in range(3):
+        for j in range(i):
+            if np.linalg.norm(centres[i] - centres[j]) <= threshold:
+                group = [group[j] if g == group[i] else g for g in group]
+    label = np.where(d.min(axis=2) <= threshold, np.asarray(group)[d.argmin(axis=2)], 3)
+    counts = np.stack([((label == b) & inner).sum(axis=1) for b in range(4)], axis=1)
+    ref = counts[c0:c1].sum(axis=0).astype(np.float64)
+    ref /= ref.sum()
+    k = max(2, (c1 - c0) // 2)
+    cum = np.vstack([np.zeros((1, 4)), np.cumsum(counts, axis=0)])
+    typical = float(counts[c0:c1].sum()) / (c1 - c0) * k  # pixels in a window of garment
     need = max(2, h // 60)
     run = 0
     for r in range(c1, h):
-        run = run + 1 if off[r] else 0
+        win = cum[min(h, r + k)] - cum[r]
+        total = float(win.sum())
+        off = (
+            total < 0.25 * typical or 0.5 * float(np.abs(win / max(total, 1.0) - ref).sum()) > 0.45
+        )
+        run = run + 1 if off else 0
         if run >= need:
-            hem = r - need + 1
+            hem = min(h, max(c1, r - need + 1 + k // 2))
             out = fg.copy()
             out[hem:] = False
             return out, hem

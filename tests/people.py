@@ -143,6 +143,7 @@ def _person(
     fw: float,
     shirt: tuple[float, float, float],
     head: bool = True,
+    stripes: tuple[float, float, float] | None = None,
 ) -> tuple[Box, npt.NDArray[np.bool_]]:
     """Draw one person on ``canvas`` (H x W x 3, 0..1); return its chest box (pixels) and
     garment mask."""
@@ -201,7 +202,12 @@ def _person(
     )
     knit = rng.normal(0, 0.025, (h, w)).astype(np.float32)
     tone = np.clip(light + folds + knit, 0.55, 1.2)[..., None]
-    fabric = np.clip(np.array(shirt, np.float32) * tone, 0, 1)
+    base = np.empty((h, w, 3), np.float32)
+    base[:] = shirt
+    if stripes is not None:  # horizontal stripes 0.2 face widths apart
+        band = (np.floor((yy - chin) / (0.2 * fw)) % 2 == 1)[..., None]
+        base = np.where(band, np.array(stripes, np.float32), base)
+    fabric = np.clip(base * tone, 0, 1)
     cover = _fill(canvas, _shirt_polygon(cx, chin, fw), fabric)
     # Neck (skin) over the neckline.
     neck = [
@@ -288,6 +294,7 @@ def _make(
     background: str = "plain",
     head: bool = True,
     seed: int = 0,
+    stripes: tuple[float, float, float] | None = None,
 ) -> Render:
     """One person on a ``size`` = (width, height) canvas; cx, chin, fw as fractions of the width
     (cx, fw) and the height (chin)."""
@@ -295,7 +302,7 @@ def _make(
     rng = np.random.default_rng(seed)
     canvas = _busy(h, w, rng) if background == "busy" else _plain(h, w, rng, (0.55, 0.62, 0.68))
     chest, garment = _person(
-        canvas, rng, cx=cx * w, chin=chin * h, fw=fw * w, shirt=shirt, head=head
+        canvas, rng, cx=cx * w, chin=chin * h, fw=fw * w, shirt=shirt, head=head, stripes=stripes
     )
     x0, y0, x1, y1 = chest
     return Render(name, _finish(canvas), (x0 / w, y0 / h, x1 / w, y1 / h), garment, head)
@@ -374,7 +381,30 @@ def two_panel() -> Render:
     )
 
 
-ALL = (full_plain, full_busy, off_centre, small_in_frame, half_length, headless, two_panel)
+def striped() -> Render:
+    """Full length in a navy and white striped shirt (a pattern is not a hem)."""
+    return _make(
+        "striped",
+        (560, 720),
+        cx=0.45,
+        chin=0.17,
+        fw=0.13,
+        shirt=(0.12, 0.15, 0.35),
+        stripes=(0.92, 0.92, 0.9),
+        seed=8,
+    )
+
+
+ALL = (
+    full_plain,
+    full_busy,
+    off_centre,
+    small_in_frame,
+    half_length,
+    headless,
+    two_panel,
+    striped,
+)
 
 
 def variant(seed: int) -> Render:
