@@ -669,3 +669,55 @@ def test_style_fusion_through_the_backend_is_deterministic_and_textured() -> Non
     g_style, _ = _gradient_stats(style)
     assert abs(g_out - g_style) < abs(g_in - g_style)
     assert _ssim(out, content) >= 0.2
+
+
+def _figures() -> None:
+    """Print the figures the report quotes: ``python -m tests.test_mockup``."""
+    import time
+
+    from fluxcompose.compare import ssim, style_metric
+
+    target = cv2.resize(_photo("model.jpg"), (866, 1155), interpolation=cv2.INTER_AREA)
+    subject = locate(target, subject_box=MODEL_CHEST)
+    times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        print_mockup(target, _pattern_png(), subject, 2 / 3, (0.5, 0.5))
+        times.append(time.perf_counter() - t0)
+    print(f"print_mockup, 1 MP target, 512 px pattern, locate excluded: {min(times) * 1000:.0f} ms")
+    cases = [
+        ("drawn white shirt", _logo(), _person(), PERSON_CHEST, "0.6", None),
+        ("drawn navy shirt", _logo(), _person(shirt=NAVY), PERSON_CHEST, "0.6", None),
+        (
+            "grace_hopper navy jacket",
+            _pattern_png(),
+            _photo("grace_hopper.jpg"),
+            GH_CHEST,
+            "1/2",
+            60,
+        ),
+        ("model.jpg white tee", _pattern_png(), _photo("model.jpg"), MODEL_CHEST, "0.6", None),
+    ]
+    for name, pattern, tgt, box, size, dark in cases:
+        out, extra = _generate(pattern, tgt, size, subject_box=box)
+        colours, solid = _reconstruct(pattern, extra["pattern_box"], out.shape)
+        solid &= _garment(tgt, box)
+        if dark is not None:
+            solid &= _luma(tgt) < dark
+        ratio = _luma(out)[solid].mean() / _luma(colours)[solid].mean()
+        print(f"{name}: print luminance / pattern luminance = {ratio:.3f}")
+    for cname, sname in (("grace_hopper.jpg", "starry_night.jpg"), ("model.jpg", "style.jpg")):
+        content = _photo(cname)
+        style = _photo(sname)
+        out = style_preview(content, style)
+        m = style_metric(out, content, style)
+        print(
+            f"style {cname} <- {sname}: SSIM {ssim(out, content):.3f}, colour "
+            f"{m['output_to_style']:.1f} (target {m['target_to_style']:.1f}), texture "
+            f"{m['texture_output_to_style']:.2f} (target {m['texture_target_to_style']:.2f}), "
+            f"closer {m['closer']}"
+        )
+
+
+if __name__ == "__main__":
+    _figures()
