@@ -10,8 +10,8 @@ without a key:
   the garment mask and shaded by the fabric; off the garment nothing changes. With no
   subject the print is placed by the whole image, and the result says so;
 - ``style-fusion``: Reinhard colour-statistics transfer in Lab from the style
-  cell to the target cell, then the style's texture (its high-frequency detail,
-  scaled to its energy) laid over the target's smoothed structure;
+  cell to the target cell, then the style's texture: its fine detail, at its own
+  energy, takes the place of most of the target's (:func:`style_preview`);
 - ``side-by-side`` (and any other recipe): the canvas itself;
 - text-to-image: a seeded gradient with noise.
 
@@ -25,6 +25,16 @@ It reads ``request.context``, filled by the pipeline::
      "source_names": [...],           # the recipe's names for the cells, in order
      "target": name or index,         # the cell that is edited
      "subject_box": [x0, y0, x1, y1]} # optional: the chest box, normalised on the target
+
+``GenerationResult.extra`` says what was done: always ``notice``, ``recipe``, ``method``
+and ``size``; for pattern-transfer also ``subject`` (``Subject.to_dict()``, on the
+target), ``placed_by`` ("chest" or "image"), ``chest_box`` and ``pattern_box`` (the
+print's foreground as placed; both [x0, y0, x1, y1] normalised in the OUTPUT; chest_box
+None without a subject), ``width_fraction`` and ``width_fraction_from``, ``placement``
+and ``placement_point`` (fractions of the chest box, or of the image), the dropped
+``pattern_background`` colour (None: printed whole), ``shade_median`` (the garment's
+median luminance, 0..255) and ``warnings`` (a list of sentences: no subject found,
+placement words not understood, ...).
 """
 
 from __future__ import annotations
