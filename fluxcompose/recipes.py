@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
+
 from .errors import RatioError, RecipeError
 
 __all__ = [
@@ -570,78 +572,10 @@ def list_recipes() -> list[Recipe]:
 
 
 # ---------------------------------------------------------------------------
-# A small TOML writer (tomllib only reads)
-
-_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY_RE.match(key) else _toml_string(key)
-
-
-def _toml_string(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:  # TOML forbids raw control characters
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # repr always keeps a '.' or an exponent, so it stays a float
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+# Writing TOML (tomllib only reads)
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """Write ``data`` as TOML: scalars and arrays first, then one ``[table]`` per mapping.
-
-    Nested mappings become ``[a.b]`` tables; mappings inside arrays become inline
-    tables. ``tomllib.loads(to_toml(d)) == d`` for TOML-representable data.
-    """
-    lines: list[str] = []
-    _emit_table(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _emit_table(data: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
-    tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
-    for key, value in data.items():
-        if not isinstance(value, Mapping):
-            lines.append(f"{_toml_key(str(key))} = {_toml_value(value)}")
-    for key, value in tables:
-        path = [*prefix, _toml_key(str(key))]
-        has_scalars = any(not isinstance(v, Mapping) for v in value.values())
-        # An empty table, or one with scalars, needs its header to exist in the output.
-        if has_scalars or not value:
-            lines.append("")
-            lines.append("[" + ".".join(path) + "]")
-        _emit_table(value, path, lines)
+    """Write ``data`` as TOML with ``tomli_w``: scalars and arrays first, then one
+    ``[table]`` per mapping. ``tomllib.loads(to_toml(d)) == d`` for TOML-representable data."""
+    return tomli_w.dumps(data)
