@@ -421,13 +421,15 @@ def _validate_compose(compose: Mapping[str, Any], n_sources: int, fail: _Fail) -
 
 
 def _validate_request(request: Mapping[str, Any], sources: list[str], fail: _Fail) -> None:
-    from .backends.base import MODELS
+    from .backends.base import validate_model
+    from .errors import ConfigError
     from .geometry import parse_ratio
 
-    if "model" in request and request["model"] not in MODELS:
-        raise fail(
-            f"'model' in [request] must be one of {', '.join(MODELS)}, not {request['model']!r}"
-        )
+    if "model" in request:
+        try:
+            validate_model(request["model"])
+        except ConfigError as exc:
+            raise fail(f"'model' in [request]: {exc.message}") from None
     if "aspect_ratio" in request:
         ar = request["aspect_ratio"]
         if not isinstance(ar, str):
