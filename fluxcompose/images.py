@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, InputError
+from .errors import ConfigError, ImageError, InputError
 from .net import make_client
 
 if TYPE_CHECKING:
@@ -37,9 +37,14 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIMEOUT",
     "AtomicWriter",
+    "CANVAS_FORMATS",
+    "DEFAULT_CANVAS_FORMAT",
+    "EncodedCanvas",
     "LoadedImage",
     "SourceImage",
     "atomic_path",
+    "canvas_extension",
+    "encode_canvas",
     "temp_file_beside",
     "encode_image",
     "load_image",
@@ -533,6 +538,48 @@ def encode_image(image: Image.Image, fmt: str = "PNG", *, quality: int = 95) -> 
     else:
         raise InputError(f"unsupported image format {fmt}")
     return buf.getvalue()
+
+
+CANVAS_FORMATS: tuple[str, ...] = ("jpeg", "png")
+DEFAULT_CANVAS_FORMAT = "jpeg"
+CANVAS_JPEG_QUALITY = 95
+_CANVAS_TYPES = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png")}
+
+
+@dataclass(frozen=True)
+class EncodedCanvas:
+    """A canvas as it is sent: the bytes, their MIME type and the file extension to save them under."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    ext: str
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+def encode_canvas(image: Image.Image, fmt: str = DEFAULT_CANVAS_FORMAT) -> EncodedCanvas:
+    """Encode a canvas for a request: ``jpeg`` (quality 95, 4:4:4 chroma: about 9 ms and a
+    third of the bytes of a 1 MP PNG) or ``png`` (lossless, zlib level 1).
+
+    The bytes returned are the bytes sent and the bytes saved as ``<job>.canvas.<ext>``.
+    """
+    key = fmt.strip().lower() if isinstance(fmt, str) else fmt
+    key = "jpeg" if key == "jpg" else key
+    if key not in _CANVAS_TYPES:
+        raise ConfigError(f"canvas format must be one of {', '.join(CANVAS_FORMATS)}, got {fmt!r}")
+    mime, ext = _CANVAS_TYPES[key]
+    data = encode_image(image, key.upper(), quality=CANVAS_JPEG_QUALITY)
+    return EncodedCanvas(data, mime, ext)
+
+
+def canvas_extension(mime: str) -> str:
+    """The file extension for a canvas of MIME type ``mime`` (``jpg`` or ``png``)."""
+    for known, ext in _CANVAS_TYPES.values():
+        if known == mime:
+            return ext
+    raise InputError(f"unsupported canvas type {mime!r}")
 
 
 def save_image_atomic(
