@@ -34,7 +34,7 @@ from .images import (
 
 __all__ = ["MAX_SOURCES", "Cell", "Composite", "compose", "crop_cell"]
 
-MAX_SOURCES = 9
+MAX_SOURCES = geometry.MAX_SOURCES  # re-exported: the limit is defined once, in geometry
 LAYOUT_VERSION = 1
 
 
@@ -163,13 +163,16 @@ class Composite:
         return cls.from_dict(data)
 
     def save(self, path: str | Path, *, layout_path: str | Path | None = None) -> tuple[Path, Path]:
-        """Write the canvas (PNG or JPEG by extension) and ``<path>.layout.json``, both atomically."""
+        """Write the canvas (PNG or JPEG by extension) and ``<path>.layout.json``, both atomically.
+
+        Not fsynced: a canvas and its layout are derived from the sources (the rename stays).
+        """
         if self.image is None:
             raise ValueError("this Composite has no canvas image")
         out = Path(path)
         lay = Path(layout_path) if layout_path else out.with_name(out.name + ".layout.json")
-        save_image_atomic(self.image, out, quality=95)
-        write_bytes_atomic(lay, (self.to_json() + "\n").encode())
+        save_image_atomic(self.image, out, quality=95, durable=False)
+        write_bytes_atomic(lay, (self.to_json() + "\n").encode(), durable=False)
         return out, lay
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import tomli_w
 
 from .errors import RatioError, RecipeError
+from .geometry import MAX_SOURCES
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -77,7 +78,6 @@ BUILTIN_PLACEHOLDERS: dict[str, str] = {
     "n_images": "the number of source images, e.g. 2",
 }
 
-MAX_SOURCES = 9  # the composition engine takes 1 to 9 images
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _FORMATTER = string.Formatter()
