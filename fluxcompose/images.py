@@ -227,6 +227,7 @@ class SourceImage:
     stored_size: tuple[int, int]
     orientation: int
     n_frames: int
+    mode: str = ""  # Pillow's mode from the header ("RGB" for a colour JPEG)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -272,6 +273,57 @@ class SourceImage:
         if target_size is not None and rgb.size != tuple(target_size):
             rgb = resize_image(rgb, target_size)
         return rgb
+
+    def decode_into(
+        self, out: np.ndarray, *, background: tuple[int, int, int] = (255, 255, 255)
+    ) -> None:
+        """Decode into ``out``, a uint8 (h, w, 3) RGB array or a view of one (a canvas cell),
+        resized to its (w, h) the way :meth:`decode` would.
+
+        A plain colour JPEG (upright, one frame, complete) is decoded by OpenCV at the
+        same DCT scale Pillow's draft picks (the same pixels) and resized straight into
+        ``out``: no intermediate Pillow image, no copies. Anything else goes through
+        :meth:`decode`.
+        """
+        h, w = int(out.shape[0]), int(out.shape[1])
+        if self._plain_jpeg():
+            scale = dct_scale(self.stored_size, (w, h))
+            buf = np.frombuffer(self.data, np.uint8)
+            arr = cv2.imdecode(buf, _CV2_READ[scale] | cv2.IMREAD_IGNORE_ORIENTATION)
+            if arr is not None and arr.ndim == 3 and arr.shape[2] == 3:
+                resize_into(arr, out)
+                return
+        out[...] = np.asarray(self.decode((w, h), background=background))
+
+    def _plain_jpeg(self) -> bool:
+        # The scan must end with EOI: OpenCV would fill a truncated file with grey
+        # where Pillow refuses it, so anything doubtful takes Pillow's path.
+        return (
+            self.format == "JPEG"
+            and self.mode == "RGB"
+            and self.orientation == 1
+            and self.n_frames == 1
+            and self.data.rfind(b"\xff\xd9", max(0, len(self.data) - 32)) != -1
+        )
+
+
+def dct_scale(stored: tuple[int, int], target: tuple[int, int]) -> int:
+    """The JPEG DCT reduction (8, 4, 2 or 1) that Pillow's ``draft`` picks for ``target``
+    (w, h): the largest that keeps both sides at or above the target."""
+    scale = min(stored[0] // max(1, target[0]), stored[1] // max(1, target[1]))
+    for s in (8, 4, 2):
+        if scale >= s:
+            return s
+    return 1
+
+
+_RGB = cv2.IMREAD_COLOR_RGB
+_CV2_READ = {
+    1: _RGB,
+    2: (cv2.IMREAD_REDUCED_COLOR_2 & ~cv2.IMREAD_COLOR) | _RGB,
+    4: (cv2.IMREAD_REDUCED_COLOR_4 & ~cv2.IMREAD_COLOR) | _RGB,
+    8: (cv2.IMREAD_REDUCED_COLOR_8 & ~cv2.IMREAD_COLOR) | _RGB,
+}
 
 
 @contextmanager
@@ -329,7 +381,8 @@ def open_source(
             orientation = 1
         fmt = im.format or "unknown"
         frames = int(getattr(im, "n_frames", 1) or 1)
-    return SourceImage(name, data, fmt, (w, h), orientation, frames)
+        mode = im.mode
+    return SourceImage(name, data, fmt, (w, h), orientation, frames, mode)
 
 
 @dataclass
@@ -388,16 +441,47 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) 
     return im.convert("RGB")
 
 
+CUBIC_BELOW = 2.0
+"""Shrinks by less than this factor use bicubic interpolation, larger ones area averaging."""
+
+
 def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize RGB ``image`` to ``size`` (w, h): area averaging when shrinking, Lanczos when enlarging."""
+    """Resize RGB ``image`` to ``size`` (w, h).
+
+    Shrinking by a factor of 2 or more: area averaging. Shrinking by less (the
+    remainder after a DCT-scaled JPEG decode, which already low-passed the
+    pixels): bicubic, about 3x faster than OpenCV's fractional area path and
+    closer to a full decode + Lanczos (about 46 dB against 40 dB on the
+    benchmark's photos). Enlarging: Lanczos.
+    """
     w, h = size
     if (w, h) == image.size:
         return image
     if w <= image.width and h <= image.height:
-        arr = np.asarray(image)
-        out = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(
+            np.asarray(image), (w, h), interpolation=_shrink_interpolation(image.size, (w, h))
+        )
         return Image.fromarray(out)
     return image.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def _shrink_interpolation(src: tuple[int, int], dst: tuple[int, int]) -> int:
+    factor = max(src[0] / dst[0], src[1] / dst[1])
+    return cv2.INTER_CUBIC if factor < CUBIC_BELOW else cv2.INTER_AREA
+
+
+def resize_into(arr: np.ndarray, out: np.ndarray) -> None:
+    """Resize the uint8 RGB array ``arr`` into ``out`` (an array or a view), as :func:`resize_image` would."""
+    h, w = int(out.shape[0]), int(out.shape[1])
+    sh, sw = int(arr.shape[0]), int(arr.shape[1])
+    if (sh, sw) == (h, w):
+        out[...] = arr
+    elif w <= sw and h <= sh:
+        done = cv2.resize(arr, (w, h), dst=out, interpolation=_shrink_interpolation((sw, sh), (w, h)))
+        if not np.shares_memory(done, out):  # OpenCV made its own array instead
+            out[...] = done
+    else:
+        out[...] = np.asarray(resize_image(Image.fromarray(arr), (w, h)))
 
 
 # --------------------------------------------------------------------------- writing
