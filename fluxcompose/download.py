@@ -10,15 +10,13 @@ fsynced before the rename.
 
 from __future__ import annotations
 
-import os
-import threading
 import urllib.parse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ResultExpired, TaskFailed, TransientError
 from .images import AtomicWriter
-from .net import make_client, parse_retry_after, reason, status_error
+from .net import SharedClient, parse_retry_after, reason, status_error
 
 if TYPE_CHECKING:
     import httpx2
@@ -66,28 +64,9 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-_CLIENT: httpx2.Client | None = None
-_CLIENT_LOCK = threading.Lock()
-
-
-def _forget_client() -> None:
-    # A forked child must not share the parent's pooled sockets.
-    global _CLIENT
-    _CLIENT = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_client)
-
-
-def _client() -> httpx2.Client:
-    """The process's pooled download client, made on first use. It follows redirects
-    (http and https only; no key travels with a download)."""
-    global _CLIENT
-    with _CLIENT_LOCK:
-        if _CLIENT is None:
-            _CLIENT = make_client(timeout=60.0, follow_redirects=True)
-        return _CLIENT
+_CLIENT = SharedClient(timeout=60.0, follow_redirects=True)
+"""The process's pooled download client. It follows redirects (http and https only;
+no key travels with a download)."""
 
 
 def write_result_bytes(data: bytes, outdir: Path, stem: str) -> Path:
@@ -125,7 +104,7 @@ def download_result(
     outdir = Path(outdir)
     where = f"downloading {shown}"
     try:
-        with _client().stream(
+        with _CLIENT.get().stream(
             "GET",
             url,
             timeout=timeout,

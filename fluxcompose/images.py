@@ -12,7 +12,6 @@ import hashlib
 import io
 import os
 import tempfile
-import threading
 import time
 import urllib.parse
 import warnings
@@ -27,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import ConfigError, ImageError, InputError
-from .net import make_client
+from .net import SharedClient
 
 if TYPE_CHECKING:
     import httpx2
@@ -85,27 +84,8 @@ def is_url(source: str | Path) -> bool:
 
 
 MAX_REDIRECTS = 10  # as many as urllib followed
-_URL_CLIENT: httpx2.Client | None = None
-_URL_CLIENT_LOCK = threading.Lock()
-
-
-def _forget_client() -> None:
-    # A forked child must not share the parent's pooled sockets.
-    global _URL_CLIENT
-    _URL_CLIENT = None
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_client)
-
-
-def _url_client() -> httpx2.Client:
-    """The process's pooled client for URL sources, made on first use (redirects handled here)."""
-    global _URL_CLIENT
-    with _URL_CLIENT_LOCK:
-        if _URL_CLIENT is None:
-            _URL_CLIENT = make_client(timeout=DEFAULT_TIMEOUT, max_connections=16)
-        return _URL_CLIENT
+_URL_CLIENT = SharedClient(timeout=DEFAULT_TIMEOUT, max_connections=16)
+"""The process's pooled client for URL sources (read_url follows redirects itself)."""
 
 
 def read_url(
@@ -123,7 +103,7 @@ def read_url(
     if scheme not in ("http", "https"):
         raise ImageError(f"{url}: only http and https URLs are accepted")
     deadline = time.monotonic() + timeout
-    client = _url_client()
+    client = _URL_CLIENT.get()
     current = url
     try:
         for _ in range(MAX_REDIRECTS + 1):

@@ -12,6 +12,8 @@ The ``openai`` backend goes through the SDK but maps its statuses with
 from __future__ import annotations
 
 import email.utils
+import os
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "USER_AGENT",
+    "SharedClient",
     "make_client",
     "network_error",
     "parse_retry_after",
@@ -132,3 +135,27 @@ def make_client(
         follow_redirects=follow_redirects,
         headers={"User-Agent": USER_AGENT},
     )
+
+
+class SharedClient:
+    """One pooled client for a whole process (result downloads, URL sources), made on
+    first use with :func:`make_client`'s keywords; a forked child makes its own
+    instead of sharing the parent's sockets."""
+
+    def __init__(self, **options: float | int | bool) -> None:
+        self._options = options
+        self._client: httpx2.Client | None = None
+        self._lock = threading.Lock()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._forget)
+
+    def get(self) -> httpx2.Client:
+        """The client, made now if this is the first use."""
+        with self._lock:
+            if self._client is None:
+                self._client = make_client(**self._options)  # type: ignore[arg-type]
+            return self._client
+
+    def _forget(self) -> None:
+        self._client = None
+        self._lock = threading.Lock()
