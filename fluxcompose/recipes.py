@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from .errors import RatioError, RecipeError
 from .geometry import MAX_SOURCES
 
@@ -580,4 +578,6 @@ def list_recipes() -> list[Recipe]:
 def to_toml(data: Mapping[str, Any]) -> str:
     """Write ``data`` as TOML with ``tomli_w``: scalars and arrays first, then one
     ``[table]`` per mapping. ``tomllib.loads(to_toml(d)) == d`` for TOML-representable data."""
+    import tomli_w  # only ``recipes show`` writes TOML: keep it off start-up
+
     return tomli_w.dumps(data)
