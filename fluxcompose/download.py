@@ -4,23 +4,22 @@ Result links expire 10 minutes after they are made, so the pipeline downloads
 as soon as a backend returns. Bytes stream to a temporary file in the output
 folder, the extension comes from the file's magic bytes (never the URL), and
 the file is renamed into place only when complete, so a crash never leaves a
-half-written result under its final name.
+half-written result under its final name. Results are paid for: the file is
+fsynced before the rename.
 """
 
 from __future__ import annotations
 
-import email.utils
-import http.client
-import os
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING
 
-from .errors import RateLimited, ResultExpired, TaskFailed, TransientError
-from .images import temp_file_beside
+from .errors import ResultExpired, TaskFailed, TransientError
+from .images import AtomicWriter
+from .net import SharedClient, parse_retry_after, reason, status_error
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "download_result",
@@ -65,58 +64,19 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date.
-
-    Returns None when the header is missing or unreadable, and never a negative
-    number. ``now`` is the current Unix time (for tests).
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text:
-        return None
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN check
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:  # pragma: no cover - older Pythons returned None
-        return None
-    current = time.time() if now is None else now
-    return max(0.0, when.timestamp() - current)
-
-
-def _temp_in(outdir: Path, stem: str) -> tuple[BinaryIO, Path]:
-    outdir.mkdir(parents=True, exist_ok=True)
-    return temp_file_beside(outdir / stem)  # type: ignore[return-value]
-
-
-def _finish(handle: BinaryIO, tmp: Path, outdir: Path, stem: str, ext: str) -> Path:
-    handle.flush()
-    os.fsync(handle.fileno())
-    handle.close()
-    final = outdir / f"{stem}.{ext}"
-    os.replace(tmp, final)
-    return final
+_CLIENT = SharedClient(timeout=60.0, follow_redirects=True)
+"""The process's pooled download client. It follows redirects (http and https only;
+no key travels with a download)."""
 
 
 def write_result_bytes(data: bytes, outdir: Path, stem: str) -> Path:
     """Write image ``data`` (e.g. a decoded ``b64_json`` reply) to ``outdir/<stem>.<ext>`` atomically."""
     ext = sniff_extension(data)
-    handle, tmp = _temp_in(Path(outdir), stem)
-    try:
-        handle.write(data)
-        return _finish(handle, tmp, Path(outdir), stem, ext)
-    except BaseException:
-        handle.close()
-        tmp.unlink(missing_ok=True)
-        raise
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    with AtomicWriter(outdir / stem) as writer:
+        writer.write(data)
+        return writer.commit(outdir / f"{stem}.{ext}")
 
 
 def download_result(
@@ -131,71 +91,73 @@ def download_result(
 
     ``timeout`` is in seconds per network operation; more than ``max_bytes``
     bytes is refused. A 403, 404 or 410 raises ResultExpired; 429 RateLimited;
-    other HTTP and network failures TransientError; content that is not an
-    image TaskFailed. The output folder never keeps a partial file.
+    5xx and network failures TransientError (other statuses as
+    :func:`fluxcompose.net.status_error` says); content that is not an image
+    TaskFailed. The output folder never keeps a partial file.
     """
+    import httpx2
+
     shown = redact_url(url)
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise TaskFailed(f"the result link {shown!r} is not an http(s) URL")
     outdir = Path(outdir)
-    req = urllib.request.Request(url, headers={"Accept": "image/*", "User-Agent": "fluxcompose"})
+    where = f"downloading {shown}"
     try:
-        response = urllib.request.urlopen(req, timeout=timeout)  # noqa: S310 - scheme checked above
-    except urllib.error.HTTPError as exc:
-        exc.close()
-        if exc.code in _EXPIRED_STATUSES:
-            raise ResultExpired(
-                f"result link expired (HTTP {exc.code} for {shown}): results must be downloaded "
-                "at once (links last 10 minutes)"
-            ) from exc
-        if exc.code == 429:
-            raise RateLimited(
-                f"HTTP 429 downloading {shown}",
-                retry_after=parse_retry_after(exc.headers.get("Retry-After")),
-            ) from exc
-        raise TransientError(f"HTTP {exc.code} downloading {shown}") from exc
-    except (OSError, http.client.HTTPException) as exc:
-        raise TransientError(f"could not download {shown}: {_reason(exc)}") from exc
+        with _CLIENT.get().stream(
+            "GET",
+            url,
+            timeout=timeout,
+            headers={"Accept": "image/*", "Accept-Encoding": "identity"},
+        ) as response:
+            status = response.status_code
+            if status in _EXPIRED_STATUSES:
+                raise ResultExpired(
+                    f"result link expired (HTTP {status} for {shown}): results must be "
+                    "downloaded at once (links last 10 minutes)"
+                )
+            if status >= 300:
+                raise status_error(
+                    status,
+                    where=where,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
+            return _stream_to_file(response, outdir, stem, shown, max_bytes)
+    except httpx2.TimeoutException:
+        raise TransientError(
+            f"could not download {shown}: no answer within {timeout:g} s"
+        ) from None
+    except httpx2.TransportError as exc:
+        shown_reason = reason(exc).replace(url, shown)
+        raise TransientError(f"could not download {shown}: {shown_reason}") from None
 
-    with response:
-        length = response.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > max_bytes:
-            raise TaskFailed(
-                f"the result at {shown} is {int(length)} bytes, over the {max_bytes}-byte limit"
-            )
-        handle, tmp = _temp_in(outdir, stem)
+
+def _stream_to_file(
+    response: httpx2.Response, outdir: Path, stem: str, shown: str, max_bytes: int
+) -> Path:
+    import httpx2
+
+    length = response.headers.get("Content-Length")
+    expected = int(length) if length is not None and length.isdigit() else None
+    if expected is not None and expected > max_bytes:
+        raise TaskFailed(f"the result at {shown} is {expected} bytes, over the {max_bytes}-byte limit")
+    outdir.mkdir(parents=True, exist_ok=True)
+    with AtomicWriter(outdir / stem) as writer:
+        head = b""
+        total = 0
         try:
-            head = b""
-            total = 0
-            while True:
-                try:
-                    chunk = response.read(_CHUNK)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise TransientError(
-                        f"download of {shown} was cut off: {_reason(exc)}"
-                    ) from exc
-                if not chunk:
-                    break
+            for chunk in response.iter_raw(_CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
                     raise TaskFailed(f"the result at {shown} is over the {max_bytes}-byte limit")
                 if len(head) < 32:
                     head += chunk[: 32 - len(head)]
-                handle.write(chunk)
-            if length is not None and length.isdigit() and total < int(length):
-                raise TransientError(
-                    f"download of {shown} was cut off after {total} of {length} bytes"
-                )
-            ext = sniff_extension(head)
-            return _finish(handle, tmp, outdir, stem, ext)
-        except BaseException:
-            handle.close()
-            tmp.unlink(missing_ok=True)
-            raise
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
+                writer.write(chunk)
+        except httpx2.TransportError as exc:
+            raise TransientError(
+                f"download of {shown} was cut off after {total} bytes: {reason(exc)}"
+            ) from None
+        if expected is not None and total < expected:
+            raise TransientError(f"download of {shown} was cut off after {total} of {expected} bytes")
+        ext = sniff_extension(head)
+        return writer.commit(outdir / f"{stem}.{ext}")

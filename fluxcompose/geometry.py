@@ -17,6 +17,7 @@ from typing import Literal
 from .errors import RatioError
 
 __all__ = [
+    "MAX_SOURCES",
     "BUCKETS",
     "LAYOUTS",
     "MAX_ASPECT",
@@ -34,6 +35,8 @@ __all__ = [
     "size_for",
 ]
 
+MAX_SOURCES = 9
+"""Images per job and per canvas: compose, recipes, pairs files and run all check against this."""
 MEGAPIXEL = 1024 * 1024
 MIN_ASPECT = 3 / 7
 MAX_ASPECT = 7 / 3

@@ -9,34 +9,41 @@ pixel is decoded, so a decompression bomb costs a header read.
 from __future__ import annotations
 
 import hashlib
-import http.client
 import io
 import os
 import tempfile
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from .errors import ImageError, InputError
+from .errors import ConfigError, ImageError, InputError
+from .net import SharedClient
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "DEFAULT_MAX_PIXELS",
     "DEFAULT_TIMEOUT",
+    "AtomicWriter",
+    "CANVAS_FORMATS",
+    "DEFAULT_CANVAS_FORMAT",
+    "EncodedCanvas",
     "LoadedImage",
     "SourceImage",
     "atomic_path",
+    "canvas_extension",
+    "encode_canvas",
     "temp_file_beside",
     "encode_image",
     "load_image",
@@ -54,7 +61,6 @@ DEFAULT_MAX_BYTES = 50 * 1024 * 1024  # URL download cap
 DEFAULT_TIMEOUT = 30.0  # seconds, URL downloads
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSING = {5, 6, 7, 8}  # orientations that swap width and height
-USER_AGENT = "fluxcompose/0.1"
 
 
 def parse_color(value: str | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -77,67 +83,83 @@ def is_url(source: str | Path) -> bool:
     return isinstance(source, str) and "://" in source[:16]
 
 
-class _HTTPOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    """Follow redirects, but only to http(s)."""
-
-    def redirect_request(
-        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
-    ) -> Any:
-        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
-            raise ImageError(f"refusing redirect to a non-http(s) URL: {newurl}")
-        return super().redirect_request(req, fp, code, msg, headers, newurl)
-
-
-_OPENER = urllib.request.build_opener(_HTTPOnlyRedirects)
+MAX_REDIRECTS = 10  # as many as urllib followed
+_URL_CLIENT = SharedClient(timeout=DEFAULT_TIMEOUT, max_connections=16)
+"""The process's pooled client for URL sources (read_url follows redirects itself)."""
 
 
 def read_url(
     url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_BYTES
 ) -> bytes:
-    """Download ``url`` (http or https only) into memory, at most ``max_bytes``."""
+    """Download ``url`` (http or https only) into memory, at most ``max_bytes``.
+
+    ``timeout`` (seconds) bounds each network operation and also the whole
+    download, so a server that trickles bytes cannot hold us forever. Redirects
+    are followed (at most MAX_REDIRECTS) only to http(s) URLs.
+    """
+    import httpx2
+
     scheme = urllib.parse.urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise ImageError(f"{url}: only http and https URLs are accepted")
-    req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    # ``timeout`` bounds each socket operation; the deadline bounds the whole
-    # download, so a server that trickles bytes cannot hold us forever.
     deadline = time.monotonic() + timeout
+    client = _URL_CLIENT.get()
+    current = url
     try:
-        with _OPENER.open(req, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            if length and length.isdigit() and int(length) > max_bytes:
-                raise ImageError(
-                    f"{url}: {int(length)} bytes is over the {max_bytes}-byte download cap"
-                )
-            # read1 returns what one receive gives, so the deadline is checked often.
-            read = getattr(resp, "read1", resp.read)
-            buf = io.BytesIO()
-            while True:
-                chunk = read(1 << 16)
-                if not chunk:
-                    break
-                buf.write(chunk)
-                if buf.tell() > max_bytes:
-                    raise ImageError(f"{url}: larger than the {max_bytes}-byte download cap")
-                if time.monotonic() > deadline:
-                    raise ImageError(f"{url}: cannot download (timed out after {timeout:g} s)")
-            if length and length.isdigit() and buf.tell() < int(length):
-                # read1 reports a dropped connection as an early end: never keep half a file.
-                raise ImageError(
-                    f"{url}: cannot download (connection closed after {buf.tell()} "
-                    f"of {int(length)} bytes)"
-                )
-            return buf.getvalue()
+        for _ in range(MAX_REDIRECTS + 1):
+            with client.stream(
+                "GET", current, timeout=timeout, headers={"Accept-Encoding": "identity"}
+            ) as resp:
+                if resp.is_redirect:
+                    target = urllib.parse.urljoin(current, resp.headers.get("Location", ""))
+                    if urllib.parse.urlsplit(target).scheme.lower() not in ("http", "https"):
+                        raise ImageError(
+                            f"{url}: refusing redirect (HTTP {resp.status_code}) "
+                            f"to a non-http(s) URL: {target}"
+                        )
+                    current = target
+                    continue
+                if resp.status_code >= 400:
+                    raise ImageError(f"{url}: HTTP {resp.status_code} {_flat(resp.reason_phrase)}")
+                return _read_body(url, resp, timeout, max_bytes, deadline)
+        raise ImageError(f"{url}: cannot download (more than {MAX_REDIRECTS} redirects)")
     except ImageError:
         raise
-    except http.client.HTTPException as exc:  # malformed replies, broken chunked bodies
+    except httpx2.TimeoutException:
+        raise ImageError(f"{url}: cannot download (timed out after {timeout:g} s)") from None
+    except (httpx2.HTTPError, httpx2.StreamError, OSError) as exc:
         raise ImageError(f"{url}: cannot download ({_one_line(exc)})") from None
-    except urllib.error.HTTPError as exc:
-        raise ImageError(f"{url}: HTTP {exc.code} {_flat(str(exc.reason))}") from None
-    except urllib.error.URLError as exc:
-        raise ImageError(f"{url}: cannot download ({_flat(str(exc.reason))})") from None
-    except (TimeoutError, OSError) as exc:
-        raise ImageError(f"{url}: cannot download ({_one_line(exc)})") from None
+
+
+def _read_body(
+    url: str, resp: httpx2.Response, timeout: float, max_bytes: int, deadline: float
+) -> bytes:
+    """The body of ``resp`` as it arrives, within ``max_bytes`` and the ``deadline``."""
+    import httpx2
+
+    length = resp.headers.get("Content-Length")
+    expected = int(length) if length and length.isdigit() else None
+    if expected is not None and expected > max_bytes:
+        raise ImageError(f"{url}: {expected} bytes is over the {max_bytes}-byte download cap")
+    buf = io.BytesIO()
+    try:
+        for chunk in resp.iter_raw(1 << 16):
+            buf.write(chunk)
+            if buf.tell() > max_bytes:
+                raise ImageError(f"{url}: larger than the {max_bytes}-byte download cap")
+            if time.monotonic() > deadline:
+                raise ImageError(f"{url}: cannot download (timed out after {timeout:g} s)")
+    except httpx2.TimeoutException:
+        raise
+    except httpx2.HTTPError:
+        if expected is None:
+            raise
+    if expected is not None and buf.tell() < expected:
+        # A dropped connection: never keep half a file.
+        raise ImageError(
+            f"{url}: cannot download (connection closed after {buf.tell()} of {expected} bytes)"
+        )
+    return buf.getvalue()
 
 
 def _flat(text: str) -> str:
@@ -185,6 +207,7 @@ class SourceImage:
     stored_size: tuple[int, int]
     orientation: int
     n_frames: int
+    mode: str = ""  # Pillow's mode from the header ("RGB" for a colour JPEG)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -230,6 +253,57 @@ class SourceImage:
         if target_size is not None and rgb.size != tuple(target_size):
             rgb = resize_image(rgb, target_size)
         return rgb
+
+    def decode_into(
+        self, out: np.ndarray, *, background: tuple[int, int, int] = (255, 255, 255)
+    ) -> None:
+        """Decode into ``out``, a uint8 (h, w, 3) RGB array or a view of one (a canvas cell),
+        resized to its (w, h) the way :meth:`decode` would.
+
+        A plain colour JPEG (upright, one frame, complete) is decoded by OpenCV at the
+        same DCT scale Pillow's draft picks (the same pixels) and resized straight into
+        ``out``: no intermediate Pillow image, no copies. Anything else goes through
+        :meth:`decode`.
+        """
+        h, w = int(out.shape[0]), int(out.shape[1])
+        if self._plain_jpeg():
+            scale = dct_scale(self.stored_size, (w, h))
+            buf = np.frombuffer(self.data, np.uint8)
+            arr = cv2.imdecode(buf, _CV2_READ[scale] | cv2.IMREAD_IGNORE_ORIENTATION)
+            if arr is not None and arr.ndim == 3 and arr.shape[2] == 3:
+                resize_into(arr, out)
+                return
+        out[...] = np.asarray(self.decode((w, h), background=background))
+
+    def _plain_jpeg(self) -> bool:
+        # The scan must end with EOI: OpenCV would fill a truncated file with grey
+        # where Pillow refuses it, so anything doubtful takes Pillow's path.
+        return (
+            self.format == "JPEG"
+            and self.mode == "RGB"
+            and self.orientation == 1
+            and self.n_frames == 1
+            and self.data.rfind(b"\xff\xd9", max(0, len(self.data) - 32)) != -1
+        )
+
+
+def dct_scale(stored: tuple[int, int], target: tuple[int, int]) -> int:
+    """The JPEG DCT reduction (8, 4, 2 or 1) that Pillow's ``draft`` picks for ``target``
+    (w, h): the largest that keeps both sides at or above the target."""
+    scale = min(stored[0] // max(1, target[0]), stored[1] // max(1, target[1]))
+    for s in (8, 4, 2):
+        if scale >= s:
+            return s
+    return 1
+
+
+_RGB = cv2.IMREAD_COLOR_RGB
+_CV2_READ = {
+    1: _RGB,
+    2: (cv2.IMREAD_REDUCED_COLOR_2 & ~cv2.IMREAD_COLOR) | _RGB,
+    4: (cv2.IMREAD_REDUCED_COLOR_4 & ~cv2.IMREAD_COLOR) | _RGB,
+    8: (cv2.IMREAD_REDUCED_COLOR_8 & ~cv2.IMREAD_COLOR) | _RGB,
+}
 
 
 @contextmanager
@@ -287,7 +361,8 @@ def open_source(
             orientation = 1
         fmt = im.format or "unknown"
         frames = int(getattr(im, "n_frames", 1) or 1)
-    return SourceImage(name, data, fmt, (w, h), orientation, frames)
+        mode = im.mode
+    return SourceImage(name, data, fmt, (w, h), orientation, frames, mode)
 
 
 @dataclass
@@ -346,16 +421,47 @@ def to_rgb(im: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) 
     return im.convert("RGB")
 
 
+CUBIC_BELOW = 2.0
+"""Shrinks by less than this factor use bicubic interpolation, larger ones area averaging."""
+
+
 def resize_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
-    """Resize RGB ``image`` to ``size`` (w, h): area averaging when shrinking, Lanczos when enlarging."""
+    """Resize RGB ``image`` to ``size`` (w, h).
+
+    Shrinking by a factor of 2 or more: area averaging. Shrinking by less (the
+    remainder after a DCT-scaled JPEG decode, which already low-passed the
+    pixels): bicubic, about 3x faster than OpenCV's fractional area path and
+    closer to a full decode + Lanczos (about 46 dB against 40 dB on the
+    benchmark's photos). Enlarging: Lanczos.
+    """
     w, h = size
     if (w, h) == image.size:
         return image
     if w <= image.width and h <= image.height:
-        arr = np.asarray(image)
-        out = cv2.resize(arr, (w, h), interpolation=cv2.INTER_AREA)
+        out = cv2.resize(
+            np.asarray(image), (w, h), interpolation=_shrink_interpolation(image.size, (w, h))
+        )
         return Image.fromarray(out)
     return image.resize((w, h), Image.Resampling.LANCZOS)
+
+
+def _shrink_interpolation(src: tuple[int, int], dst: tuple[int, int]) -> int:
+    factor = max(src[0] / dst[0], src[1] / dst[1])
+    return cv2.INTER_CUBIC if factor < CUBIC_BELOW else cv2.INTER_AREA
+
+
+def resize_into(arr: np.ndarray, out: np.ndarray) -> None:
+    """Resize the uint8 RGB array ``arr`` into ``out`` (an array or a view), as :func:`resize_image` would."""
+    h, w = int(out.shape[0]), int(out.shape[1])
+    sh, sw = int(arr.shape[0]), int(arr.shape[1])
+    if (sh, sw) == (h, w):
+        out[...] = arr
+    elif w <= sw and h <= sh:
+        done = cv2.resize(arr, (w, h), dst=out, interpolation=_shrink_interpolation((sw, sh), (w, h)))
+        if not np.shares_memory(done, out):  # OpenCV made its own array instead
+            out[...] = done
+    else:
+        out[...] = np.asarray(resize_image(Image.fromarray(arr), (w, h)))
 
 
 # --------------------------------------------------------------------------- writing
@@ -385,30 +491,86 @@ def temp_file_beside(target: str | Path) -> tuple[IO[bytes], Path]:
     return os.fdopen(fd, "wb"), Path(tmp)
 
 
+class AtomicWriter:
+    """A temporary file beside ``target`` that is renamed into place when complete.
+
+    The one atomic write of the package: a reader (or a crash) never sees half a
+    file under its final name. ``durable`` fsyncs the data before the rename;
+    use it for what cannot be made again (results, sidecars), not for derived
+    files (canvases, sheets, thumbnails, pages). As a context manager it commits
+    on success (unless :meth:`commit` already ran) and removes the temp file on error.
+    """
+
+    def __init__(self, target: str | Path, *, durable: bool = True) -> None:
+        self.target = Path(target)
+        self.durable = durable
+        self.handle, self.tmp = temp_file_beside(self.target)
+        self.done = False
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+
+    def commit(self, final: str | Path | None = None) -> Path:
+        """Rename the file to ``final`` (default: the target) and return that path."""
+        dest = self.target if final is None else Path(final)
+        try:
+            self.handle.flush()
+            if self.durable:
+                os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self.tmp, dest)
+        except BaseException:
+            self.abort()
+            raise
+        self.done = True
+        return dest
+
+    def abort(self) -> None:
+        """Close and remove the temporary file."""
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+        self.done = True
+
+    def __enter__(self) -> AtomicWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self.done:
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.abort()
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success it replaces ``path``, on error it is removed."""
-    handle, tmp_path = temp_file_beside(path)
-    handle.close()
+def atomic_path(path: str | Path, *, durable: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for a writer that wants a file name (Pillow);
+    on success it replaces ``path`` (fsynced first when ``durable``), on error it is removed."""
+    writer = AtomicWriter(path, durable=False)
+    writer.handle.close()
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
+        yield writer.tmp
+        if durable:
+            fd = os.open(writer.tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(writer.tmp, path)
     except BaseException:
-        tmp_path.unlink(missing_ok=True)
+        writer.tmp.unlink(missing_ok=True)
         raise
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        _write_all(fh, data)
-    return Path(path)
+def write_bytes_atomic(path: str | Path, data: bytes, *, durable: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, then rename).
 
-
-def _write_all(fh: IO[bytes], data: bytes) -> None:
-    fh.write(data)
-    fh.flush()
-    os.fsync(fh.fileno())
+    ``durable`` fsyncs before the rename (see :class:`AtomicWriter`).
+    """
+    with AtomicWriter(path, durable=durable) as writer:
+        writer.write(data)
+        return writer.commit()
 
 
 def image_format_for(path: str | Path) -> str:
@@ -442,7 +604,52 @@ def encode_image(image: Image.Image, fmt: str = "PNG", *, quality: int = 95) -> 
     return buf.getvalue()
 
 
-def save_image_atomic(image: Image.Image, path: str | Path, *, quality: int = 95) -> Path:
-    """Save ``image`` to ``path`` (format by extension) atomically."""
+CANVAS_FORMATS: tuple[str, ...] = ("jpeg", "png")
+DEFAULT_CANVAS_FORMAT = "jpeg"
+CANVAS_JPEG_QUALITY = 95
+_CANVAS_TYPES = {"jpeg": ("image/jpeg", "jpg"), "png": ("image/png", "png")}
+
+
+@dataclass(frozen=True)
+class EncodedCanvas:
+    """A canvas as it is sent: the bytes, their MIME type and the file extension to save them under."""
+
+    data: bytes = field(repr=False)
+    mime: str
+    ext: str
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
+
+
+def encode_canvas(image: Image.Image, fmt: str = DEFAULT_CANVAS_FORMAT) -> EncodedCanvas:
+    """Encode a canvas for a request: ``jpeg`` (quality 95, 4:4:4 chroma: about 9 ms and a
+    third of the bytes of a 1 MP PNG) or ``png`` (lossless, zlib level 1).
+
+    The bytes returned are the bytes sent and the bytes saved as ``<job>.canvas.<ext>``.
+    """
+    key = fmt.strip().lower() if isinstance(fmt, str) else fmt
+    key = "jpeg" if key == "jpg" else key
+    if key not in _CANVAS_TYPES:
+        raise ConfigError(f"canvas format must be one of {', '.join(CANVAS_FORMATS)}, got {fmt!r}")
+    mime, ext = _CANVAS_TYPES[key]
+    data = encode_image(image, key.upper(), quality=CANVAS_JPEG_QUALITY)
+    return EncodedCanvas(data, mime, ext)
+
+
+def canvas_extension(mime: str) -> str:
+    """The file extension for a canvas of MIME type ``mime`` (``jpg`` or ``png``)."""
+    for known, ext in _CANVAS_TYPES.values():
+        if known == mime:
+            return ext
+    raise InputError(f"unsupported canvas type {mime!r}")
+
+
+def save_image_atomic(
+    image: Image.Image, path: str | Path, *, quality: int = 95, durable: bool = True
+) -> Path:
+    """Save ``image`` to ``path`` (format by extension) atomically; ``durable`` as in
+    :func:`write_bytes_atomic`."""
     data = encode_image(image, image_format_for(path), quality=quality)
-    return write_bytes_atomic(path, data)
+    return write_bytes_atomic(path, data, durable=durable)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .backends.base import MODELS
+from .backends.base import validate_model
 from .errors import ConfigError
 
 __all__ = ["PRICES", "estimate", "price_per_call"]
@@ -24,14 +24,9 @@ PRICES: dict[str, dict[str, float]] = {
 _DIGITS = 6
 
 
-def _check_model(model: str) -> None:
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-
-
 def price_per_call(backend: str, model: str) -> float:
     """USD for one call of ``model`` on ``backend``; ConfigError for unknown names."""
-    _check_model(model)
+    validate_model(model)
     table = PRICES.get(backend)
     if table is None:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(PRICES)}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RatioError, RecipeError
+from .geometry import MAX_SOURCES
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -75,7 +76,6 @@ BUILTIN_PLACEHOLDERS: dict[str, str] = {
     "n_images": "the number of source images, e.g. 2",
 }
 
-MAX_SOURCES = 9  # the composition engine takes 1 to 9 images
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 _FORMATTER = string.Formatter()
@@ -419,13 +419,15 @@ def _validate_compose(compose: Mapping[str, Any], n_sources: int, fail: _Fail) -
 
 
 def _validate_request(request: Mapping[str, Any], sources: list[str], fail: _Fail) -> None:
-    from .backends.base import MODELS
+    from .backends.base import validate_model
+    from .errors import ConfigError
     from .geometry import parse_ratio
 
-    if "model" in request and request["model"] not in MODELS:
-        raise fail(
-            f"'model' in [request] must be one of {', '.join(MODELS)}, not {request['model']!r}"
-        )
+    if "model" in request:
+        try:
+            validate_model(request["model"])
+        except ConfigError as exc:
+            raise fail(f"'model' in [request]: {exc.message}") from None
     if "aspect_ratio" in request:
         ar = request["aspect_ratio"]
         if not isinstance(ar, str):
@@ -570,78 +572,12 @@ def list_recipes() -> list[Recipe]:
 
 
 # ---------------------------------------------------------------------------
-# A small TOML writer (tomllib only reads)
-
-_BARE_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\t": "\\t",
-    "\n": "\\n",
-    "\f": "\\f",
-    "\r": "\\r",
-}
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY_RE.match(key) else _toml_string(key)
-
-
-def _toml_string(value: str) -> str:
-    out = []
-    for ch in value:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:  # TOML forbids raw control characters
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)  # repr always keeps a '.' or an exponent, so it stays a float
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        items = ", ".join(f"{_toml_key(str(k))} = {_toml_value(v)}" for k, v in value.items())
-        return "{ " + items + " }" if items else "{}"
-    raise TypeError(f"cannot write {type(value).__name__} as TOML")
+# Writing TOML (tomllib only reads)
 
 
 def to_toml(data: Mapping[str, Any]) -> str:
-    """Write ``data`` as TOML: scalars and arrays first, then one ``[table]`` per mapping.
+    """Write ``data`` as TOML with ``tomli_w``: scalars and arrays first, then one
+    ``[table]`` per mapping. ``tomllib.loads(to_toml(d)) == d`` for TOML-representable data."""
+    import tomli_w  # only ``recipes show`` writes TOML: keep it off start-up
 
-    Nested mappings become ``[a.b]`` tables; mappings inside arrays become inline
-    tables. ``tomllib.loads(to_toml(d)) == d`` for TOML-representable data.
-    """
-    lines: list[str] = []
-    _emit_table(data, [], lines)
-    return "\n".join(lines).lstrip("\n") + "\n"
-
-
-def _emit_table(data: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
-    tables = [(k, v) for k, v in data.items() if isinstance(v, Mapping)]
-    for key, value in data.items():
-        if not isinstance(value, Mapping):
-            lines.append(f"{_toml_key(str(key))} = {_toml_value(value)}")
-    for key, value in tables:
-        path = [*prefix, _toml_key(str(key))]
-        has_scalars = any(not isinstance(v, Mapping) for v in value.values())
-        # An empty table, or one with scalars, needs its header to exist in the output.
-        if has_scalars or not value:
-            lines.append("")
-            lines.append("[" + ".".join(path) + "]")
-        _emit_table(value, path, lines)
+    return tomli_w.dumps(data)

@@ -39,7 +39,14 @@ from .errors import (
     RetryableError,
     TransientError,
 )
-from .images import SourceImage, encode_image, open_source, write_bytes_atomic
+from .images import (
+    DEFAULT_CANVAS_FORMAT,
+    SourceImage,
+    canvas_extension,
+    encode_canvas,
+    open_source,
+    write_bytes_atomic,
+)
 from .locate import Box, parse_box
 from .recipes import Recipe
 
@@ -81,6 +88,7 @@ class RequestOptions:
     safety_tolerance: int | None = None
     output_format: str | None = None  # "png" | "jpeg"
     prompt_upsampling: bool | None = None
+    canvas_format: str | None = None  # how the canvas is sent: "jpeg" (default) | "png"
 
 
 @dataclass(frozen=True)
@@ -287,6 +295,7 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
     names = _source_names(recipe, n)
     composite: Composite | None = None
     canvas_bytes: bytes | None = None
+    canvas_mime = "image/png"
     sources_info: list[dict[str, Any]] = []
     sizes: dict[str, tuple[int, int]] = {}
     if n:
@@ -307,7 +316,8 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
             names=names,
         )
         assert composite.image is not None
-        canvas_bytes = encode_image(composite.image, "PNG")
+        canvas = encode_canvas(composite.image, ro.canvas_format or DEFAULT_CANVAS_FORMAT)
+        canvas_bytes, canvas_mime = canvas.data, canvas.mime
         for i, (src, name) in enumerate(zip(opened, names, strict=True)):
             sizes[name] = src.size
             sizes[str(i + 1)] = src.size
@@ -343,7 +353,7 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         prompt=prompt,
         model=model,
         input_image=canvas_bytes,
-        input_mime="image/png",
+        input_mime=canvas_mime,
         aspect_ratio=aspect_ratio,
         seed=seed,
         safety_tolerance=safety,
@@ -389,7 +399,9 @@ def _job_hash(
     basis = {
         "backend": backend_name,
         "recipe": recipe.to_dict() if recipe else None,
-        "request": request.describe() | {"input_image": None},
+        # How the canvas is encoded (PNG or JPEG) does not change what is asked: leaving it
+        # out keeps the ids of jobs journalled before JPEG canvases, so none is paid twice.
+        "request": request.describe() | {"input_image": None, "input_mime": None},
         "sources": [s["sha256"] for s in sources],
         "canvas": None
         if composite is None
@@ -598,8 +610,11 @@ def finish_job(
     outdir.mkdir(parents=True, exist_ok=True)
     canvas_path: Path | None = None
     if prepared.canvas_bytes is not None:
+        # Exactly the bytes sent. Not fsynced: the canvas is derived data
+        # (the sidecar records its sources and layout).
+        ext = canvas_extension(prepared.request.input_mime)
         canvas_path = write_bytes_atomic(
-            outdir / f"{prepared.job_id}.canvas.png", prepared.canvas_bytes
+            outdir / f"{prepared.job_id}.canvas.{ext}", prepared.canvas_bytes, durable=False
         )
     metrics: dict[str, Any] | None = None
     sheet_path: Path | None = None
@@ -684,6 +699,9 @@ def build_sidecar(
         "aspect_ratio": req.aspect_ratio,
         "aspect_ratio_rule": prepared.aspect_ratio_rule,
         "request": req.describe(),
+        # The image payload as sent (the canvas file's size), before any base64 or
+        # multipart framing; 0 for text-to-image.
+        "request_bytes": len(req.input_image) if req.input_image is not None else 0,
         "task_id": _public_task_id(task_id),
         "sources": prepared.sources,
         "canvas": None
@@ -724,7 +742,7 @@ def run_job(
     max_attempts: int = 4,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> JobOutcome:
-    """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.png`` and ``<job>.json``."""
+    """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.<ext>`` and ``<job>.json``."""
     prepared = prepare_job(spec, backend_name=backend.name)
     return complete_job(
         prepared, backend, outdir, compare=compare, max_attempts=max_attempts, on_retry=on_retry

@@ -61,6 +61,8 @@ class RecordedRequest:
     multipart field to (filename, content type, bytes). ``image`` is the input
     image as decoded bytes (from a data URL, plain base64 or the file field).
     ``status`` is the HTTP status replied (0 for a dropped connection).
+    ``client_port`` is the client's TCP port: requests on one kept-alive
+    connection share it.
     """
 
     method: str
@@ -74,6 +76,7 @@ class RecordedRequest:
     files: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
     image: bytes | None = None
     status: int = 0
+    client_port: int = 0
 
 
 @dataclass
@@ -441,7 +444,9 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urllib.parse.urlsplit(self.path)
         query = dict(urllib.parse.parse_qsl(parts.query))
         headers = {k.lower(): v for k, v in self.headers.items()}
-        return RecordedRequest(self.command, parts.path, query, headers, kind, body)
+        rec = RecordedRequest(self.command, parts.path, query, headers, kind, body)
+        rec.client_port = int(self.client_address[1])
+        return rec
 
     # ----------------------------------------------------------------- routes
 

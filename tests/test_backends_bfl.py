@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -342,3 +344,45 @@ def test_repr_and_caps() -> None:
     assert backend.max_concurrency("flux-kontext-pro") == 24
     assert backend.max_concurrency("flux-kontext-max") == 6
     assert backend.resumable is True and backend.name == "bfl"
+
+
+# --------------------------------------------------------------------------- one HTTP client
+
+
+def test_polls_reuse_the_submission_connection(api: FakeAPI) -> None:
+    api.pending_polls = 5
+    backend = _backend(api)
+    backend.generate(_req())
+    ports = {r.client_port for r in api.requests}
+    assert len(api.requests) == 7  # one submission, six polls
+    assert len(ports) == 1, f"expected one kept-alive connection, saw {len(ports)}"
+    backend.close()
+
+
+def test_redirects_are_refused_and_never_carry_the_key() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            seen.append((self.path, self.headers.get("x-key")))
+            self.send_response(302)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        backend = BFLBackend(KEY, base_url=base, request_timeout=5, sleep=lambda s: None)
+        with pytest.raises(RequestError, match="redirect") as info:
+            backend.wait(encode_task("t1", f"{base}/v1/get_result?id=t1"))
+        assert KEY not in str(info.value)
+        assert seen == [("/v1/get_result?id=t1", KEY)]  # /elsewhere never asked
+    finally:
+        server.shutdown()
+        server.server_close()

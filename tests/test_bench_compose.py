@@ -10,7 +10,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "compose.py"
 
@@ -52,14 +52,20 @@ def test_make_photo_writes_a_textured_jpeg(photos: list[Path]) -> None:
 
 
 def test_engine_naive_and_floor_agree(bench: ModuleType, photos: list[Path]) -> None:
-    comp, png = bench.run_engine(photos)
-    with Image.open(io.BytesIO(png)) as decoded:
-        assert np.array_equal(np.asarray(decoded.convert("RGB")), np.asarray(comp.image))
-    naive, naive_png = bench.run_naive(photos, comp.cells, comp.size)
-    assert naive.size == comp.size and naive_png.startswith(b"\x89PNG")
-    assert bench.psnr(comp.image, naive) >= 35.0
-    floor_png = bench.run_floor(photos, comp.cells, comp.image)
-    assert floor_png == png  # the floor encodes the same canvas the same way
+    comp, sent = bench.run_engine(photos)
+    # The engine encodes what a job sends: JPEG q95 4:4:4 of the canvas.
+    with Image.open(io.BytesIO(sent)) as decoded:
+        assert decoded.format == "JPEG" and decoded.size == comp.size
+        assert JpegImagePlugin.get_sampling(decoded) == 0
+        assert bench.psnr(decoded.convert("RGB"), comp.image) >= 40.0
+    buf = io.BytesIO()
+    comp.image.save(buf, "JPEG", quality=95, subsampling=0)
+    assert sent == buf.getvalue()
+    naive, naive_jpeg = bench.run_naive(photos, comp.cells, comp.size)
+    assert naive.size == comp.size and naive_jpeg.startswith(b"\xff\xd8\xff")
+    assert bench.psnr(comp.image, naive) >= 35.0  # compared losslessly, in memory
+    floor_jpeg = bench.run_floor(photos, comp.cells, comp.image)
+    assert floor_jpeg == sent  # the floor encodes the same canvas the same way
 
 
 def test_rss_probe_reports_the_child_not_this_process(

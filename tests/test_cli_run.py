@@ -208,7 +208,7 @@ def test_dry_run_sends_nothing_and_elides_the_image(
     assert PT_PROMPT in text
     assert "3:4" in text and "flux-kontext-pro" in text and "openai" in text
     image_lines = [line for line in text.splitlines() if line.startswith("input_image")]
-    assert len(image_lines) == 1 and "<image/png," in image_lines[0] and "bytes>" in image_lines[0]
+    assert len(image_lines) == 1 and "<image/jpeg," in image_lines[0] and "bytes>" in image_lines[0]
     assert "base64" not in text and len(text) < 4000  # the canvas itself is not printed
     assert "nothing sent" in r.stderr
     assert_no_secret(r, out, KEY)
@@ -243,7 +243,7 @@ def test_dry_run_json(fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert req["model"] == "flux-kontext-max"
     assert req["seed"] == 3
     assert req["aspect_ratio"] == "3:4"
-    assert req["input_image"].startswith("<image/png, ") and req["input_image"].endswith(" bytes>")
+    assert req["input_image"].startswith("<image/jpeg, ") and req["input_image"].endswith(" bytes>")
     assert plan["estimated_usd"] == pytest.approx(0.07)
     cells = plan["canvas"]["cells"]
     assert [c["index"] for c in cells] == [0, 1]
@@ -350,7 +350,7 @@ def test_failed_checks(tmp_path: Path, strict: bool) -> None:
     assert sidecar["checks"]["pattern_width_fraction"]["expected"] == [0.9, 0.95]
     assert sidecar["checks"]["pattern_found"]["pass"] is True
     assert json.loads((out / f"{job}.json").read_text())["passed"] is False
-    assert {f"{job}.png", f"{job}.json", f"{job}.canvas.png", f"{job}.sheet.png"} == files_in(out)
+    assert {f"{job}.png", f"{job}.json", f"{job}.canvas.jpg", f"{job}.sheet.png"} == files_in(out)
     if strict:
         line = one_error(r, 1)
         assert "pattern_width_fraction" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from pathlib import Path
@@ -497,3 +498,63 @@ def test_jpeg_canvas_is_faithful(
     assert comp.image is not None
     assert psnr(Image.open(tmp_path / "c.jpg").convert("RGB"), comp.image) >= 38
     assert sorted(os.listdir(tmp_path)) == ["c.jpg", "c.jpg.layout.json"]
+
+
+# --------------------------------------------------------------------------- the fast JPEG path
+
+
+@pytest.mark.parametrize("target", [(400, 300), (250, 190), (130, 97), (60, 45), (640, 480)])
+def test_jpeg_fast_path_gives_pillows_pixels(tmp_path: Path, target: tuple[int, int]) -> None:
+    from fluxcompose.images import dct_scale, open_source
+
+    path = write(photo_like(640, 480, 40), tmp_path / "p.jpg", quality=90)
+    src = open_source(path)
+    assert src._plain_jpeg()
+    fast = np.zeros((target[1], target[0], 3), np.uint8)
+    src.decode_into(fast)
+    assert np.array_equal(fast, np.asarray(src.decode(target)))  # the Pillow path
+    # dct_scale is Pillow's own draft rule.
+    with Image.open(path) as im:
+        im.draft("RGB", target)
+        scale = dct_scale((640, 480), target)
+        assert im.size == (-(-640 // scale), -(-480 // scale))
+
+
+def test_truncated_jpeg_is_refused_not_filled(tmp_path: Path) -> None:
+    whole = write(photo_like(640, 480, 41), tmp_path / "whole.jpg", quality=90).read_bytes()
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(whole[: len(whole) * 2 // 3])
+    with pytest.raises(ImageError):
+        compose([cut, tmp_path / "whole.jpg"], megapixels=0.1)
+
+
+def test_no_thread_pool_on_one_core(
+    sources: dict[str, tuple[Path, Image.Image]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compose_mod = importlib.import_module("fluxcompose.compose")  # the package exports compose()
+    paths = [p for p, _ in list(sources.values())[:2]]
+    want = compose(paths, workers=1).image
+    monkeypatch.setattr(compose_mod, "available_cores", lambda: 1)
+
+    class NoPool:
+        def __init__(self, *a: object, **k: object) -> None:
+            raise AssertionError("a thread pool on one core")
+
+    monkeypatch.setattr(compose_mod, "ThreadPoolExecutor", NoPool)
+    got = compose(paths, workers=4).image
+    assert got is not None and want is not None
+    assert np.array_equal(np.asarray(got), np.asarray(want))
+    monkeypatch.setattr(compose_mod, "available_cores", lambda: 4)
+    with pytest.raises(AssertionError, match="thread pool"):
+        compose(paths, workers=4)
+
+
+@pytest.mark.parametrize("colour", ["#0c80ff", "black", "#ff00ff"])
+def test_background_fill_any_colour(tmp_path: Path, colour: str) -> None:
+    a = write(photo_like(300, 100, 42), tmp_path / "a.png")
+    comp = compose([a], megapixels=0.25, background=colour)  # 3:1 is padded to 7:3
+    assert comp.image is not None
+    arr = np.asarray(comp.image)
+    rgb = Image.new("RGB", (1, 1), colour).getpixel((0, 0))
+    outside = ~cell_mask(comp)
+    assert outside.any() and (arr[outside] == np.array(rgb, np.uint8)).all()

@@ -20,7 +20,13 @@ from fluxcompose.download import (
     sniff_extension,
     write_result_bytes,
 )
-from fluxcompose.errors import RateLimited, ResultExpired, TaskFailed, TransientError
+from fluxcompose.errors import (
+    RateLimited,
+    RequestError,
+    ResultExpired,
+    TaskFailed,
+    TransientError,
+)
 from tests.fakeapi import FakeAPI
 
 KNOWN = {"png", "jpg", "webp", "gif", "bmp", "tiff", "avif", "heic"}
@@ -186,3 +192,17 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after(date, now=now) == pytest.approx(90, abs=1)
     past = email.utils.formatdate(now - 90, usegmt=True)
     assert parse_retry_after(past, now=now) == 0.0
+
+
+def test_other_4xx_is_a_request_error(fake_api: FakeAPI, tmp_path: Path) -> None:
+    fake_api.result_status = 400
+    with pytest.raises(RequestError, match="400"):
+        download_result(_link(fake_api, _encode("PNG")), tmp_path, "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_downloads_reuse_one_connection(fake_api: FakeAPI, tmp_path: Path) -> None:
+    for i in range(3):
+        download_result(_link(fake_api, _encode("PNG")), tmp_path, f"r{i}")
+    ports = {r.client_port for r in fake_api.of_kind("result")}
+    assert len(fake_api.of_kind("result")) == 3 and len(ports) == 1

@@ -20,7 +20,13 @@ import pytest
 from PIL import Image, ImageOps
 
 from fluxcompose.errors import ImageError, InputError
-from fluxcompose.images import load_image, save_image_atomic, write_bytes_atomic
+from fluxcompose.images import (
+    AtomicWriter,
+    atomic_path,
+    load_image,
+    save_image_atomic,
+    write_bytes_atomic,
+)
 from tests.paths import SHARED_IMAGES
 from tests.synth import photo_like
 
@@ -420,6 +426,10 @@ class _Server:
                     self.send_response(302)
                     self.send_header("Location", f"file://{IMAGES / 'hopper.jpg'}")
                     self.end_headers()
+                elif p == "/loop.png":
+                    self.send_response(302)
+                    self.send_header("Location", "/loop.png")
+                    self.end_headers()
                 elif p == "/to-img.png":
                     self.send_response(302)
                     self.send_header("Location", "/img.png")
@@ -481,6 +491,7 @@ def test_url_image(server: _Server, png_bytes: bytes) -> None:
         ("/slow.png", {"timeout": 0.3}, "download"),
         ("/trickle.png", {"timeout": 0.5}, "download"),
         ("/to-file.png", {}, "file:"),
+        ("/loop.png", {}, "redirects"),
     ],
 )
 def test_url_failures(server: _Server, path: str, kwargs: dict[str, float], words: str) -> None:
@@ -596,3 +607,37 @@ def test_write_bytes_atomic_cleans_up_on_error(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         write_bytes_atomic(tmp_path / "bad.bin", "not bytes")  # type: ignore[arg-type]
     assert os.listdir(tmp_path) == ["ok.bin"]
+
+
+def test_atomic_writer_renames_only_when_complete(tmp_path: Path) -> None:
+    target = tmp_path / "stem"
+    with AtomicWriter(target, durable=False) as writer:
+        writer.write(b"abc")
+        assert not target.exists() and writer.tmp.exists()
+        final = writer.commit(tmp_path / "stem.bin")
+    assert final.read_bytes() == b"abc" and not target.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["stem.bin"]
+    with pytest.raises(RuntimeError), AtomicWriter(target) as writer:
+        writer.write(b"half")
+        raise RuntimeError("boom")
+    assert [p.name for p in tmp_path.iterdir()] == ["stem.bin"]
+    with AtomicWriter(target) as writer:  # committed on a clean exit
+        writer.write(b"whole")
+    assert target.read_bytes() == b"whole"
+
+
+@pytest.mark.parametrize("durable", [True, False])
+def test_write_bytes_atomic_durable_or_not(tmp_path: Path, durable: bool) -> None:
+    path = write_bytes_atomic(tmp_path / "f.bin", b"x" * 1000, durable=durable)
+    assert path.read_bytes() == b"x" * 1000
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    with atomic_path(tmp_path / "g.png", durable=durable) as tmp:
+        Image.new("RGB", (2, 2)).save(tmp, "PNG")
+    assert Image.open(tmp_path / "g.png").size == (2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.bin", "g.png"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

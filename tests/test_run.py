@@ -237,7 +237,7 @@ def test_local_run_writes_the_four_outputs(local_runs: LocalRuns) -> None:
     assert job.startswith("pattern-transfer-")
     assert files_in(local_runs.out1) == {
         f"{job}.png",
-        f"{job}.canvas.png",
+        f"{job}.canvas.jpg",
         f"{job}.sheet.png",
         f"{job}.json",
     }
@@ -266,7 +266,7 @@ def test_local_sidecar_provenance(local_runs: LocalRuns) -> None:
     assert sidecar["model"] == "flux-kontext-pro"
     assert sidecar["seed"] == 7
     assert sidecar["cost_usd"] == 0
-    canvas_path = out / f"{job}.canvas.png"
+    canvas_path = out / f"{job}.canvas.jpg"
     req = sidecar["request"]
     assert req["prompt"] == PT_PROMPT
     assert req["model"] == "flux-kontext-pro"
@@ -276,7 +276,7 @@ def test_local_sidecar_provenance(local_runs: LocalRuns) -> None:
     assert req["output_format"] == "png"
     assert req["prompt_upsampling"] is False
     # The image is elided, and the elided size is that of the canvas written.
-    assert req["input_image"] == f"<image/png, {canvas_path.stat().st_size} bytes>"
+    assert req["input_image"] == f"<image/jpeg, {canvas_path.stat().st_size} bytes>"
 
     pattern, target = sidecar["sources"]
     for entry, path, upright, orientation in (
@@ -359,8 +359,8 @@ def test_same_seed_same_job_and_bytes_in_a_real_process(local_runs: LocalRuns) -
     job = first["job_id"]
     assert second["job_id"] == job
     assert second["compare"] is None and second["sheet"] is None  # --no-compare
-    assert files_in(local_runs.out2) == {f"{job}.png", f"{job}.canvas.png", f"{job}.json"}
-    for name in (f"{job}.png", f"{job}.canvas.png"):
+    assert files_in(local_runs.out2) == {f"{job}.png", f"{job}.canvas.jpg", f"{job}.json"}
+    for name in (f"{job}.png", f"{job}.canvas.jpg"):
         assert (local_runs.out1 / name).read_bytes() == (local_runs.out2 / name).read_bytes()
     assert "local" in proc.stderr and "preview" in proc.stderr
 
@@ -473,7 +473,7 @@ def test_openai_run_sends_the_contract_request(
     if transport == "generations":
         body = rec.json
         assert set(body) == fields | {"input_image"}
-        assert body["input_image"].startswith("data:image/png;base64,")
+        assert body["input_image"].startswith("data:image/jpeg;base64,")
         assert body["model"] == exp["model"]
         assert body["prompt"] == prompt
         assert body["n"] == 1
@@ -486,7 +486,7 @@ def test_openai_run_sends_the_contract_request(
         form = rec.form
         assert set(form) == fields
         assert set(rec.files) == {"image"}
-        assert rec.files["image"][1] == "image/png"
+        assert rec.files["image"][1] == "image/jpeg"
         assert form["model"] == exp["model"]
         assert form["prompt"] == prompt
         assert form["n"] == "1"
@@ -500,10 +500,10 @@ def test_openai_run_sends_the_contract_request(
     sidecar = json.loads(r.stdout)
     job = sidecar["job_id"]
     ext = "jpg" if exp["output_format"] == "jpeg" else "png"  # by magic bytes
-    assert files_in(out) == {f"{job}.{ext}", f"{job}.canvas.png", f"{job}.json"}
+    assert files_in(out) == {f"{job}.{ext}", f"{job}.canvas.jpg", f"{job}.json"}
     # The server got exactly the canvas that was written...
     assert rec.image is not None
-    assert np.array_equal(pixels(rec.image), pixels(out / f"{job}.canvas.png"))
+    assert np.array_equal(pixels(rec.image), pixels(out / f"{job}.canvas.jpg"))
     # ...and the result on disk is exactly what it served.
     served = render_result(rec.image, "3:4", exp["output_format"], prompt)
     assert (out / f"{job}.{ext}").read_bytes() == served
@@ -620,8 +620,8 @@ def test_bfl_run_submits_polls_and_downloads(
 
     sidecar = json.loads(r.stdout)
     job = sidecar["job_id"]
-    assert files_in(out) == {f"{job}.png", f"{job}.canvas.png", f"{job}.json"}
-    assert np.array_equal(pixels(raw), pixels(out / f"{job}.canvas.png"))
+    assert files_in(out) == {f"{job}.png", f"{job}.canvas.jpg", f"{job}.json"}
+    assert np.array_equal(pixels(raw), pixels(out / f"{job}.canvas.jpg"))
     assert (out / f"{job}.png").read_bytes() == render_result(raw, "3:4", "png", PT_PROMPT)
     assert sidecar["backend"] == "bfl"
     assert sidecar["model"] == model
@@ -691,7 +691,7 @@ def test_single_image_edit_keeps_the_image_ratio(
     sidecar = json.loads(r.stdout)
     job = sidecar["job_id"]
     assert image_size(out / f"{job}.png") == BUCKET_3_4
-    canvas = out / f"{job}.canvas.png"
+    canvas = out / f"{job}.canvas.jpg"
     assert np.array_equal(pixels(rec.image), pixels(canvas))
     cw, ch = image_size(canvas)
     assert abs(cw / ch - 0.75) < 0.02

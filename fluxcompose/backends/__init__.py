@@ -11,7 +11,14 @@ import os
 from collections.abc import Mapping
 
 from ..errors import ConfigError
-from .base import MODELS, Backend, GenerationRequest, GenerationResult, OnSubmitted
+from .base import (
+    MODELS,
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    OnSubmitted,
+    validate_model,
+)
 from .bfl import BFLBackend
 from .local import LocalBackend
 from .openai_compat import TRANSPORTS, OpenAICompatBackend
@@ -124,13 +131,6 @@ def resolve_base_url(
     if not url.lower().startswith(("http://", "https://")):
         raise ConfigError(f"base URL {url!r} must start with http:// or https://")
     return url.rstrip("/")
-
-
-def validate_model(model: str) -> str:
-    """``model`` if it is one of MODELS, else ConfigError naming the choices."""
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-    return model
 
 
 def make_backend(

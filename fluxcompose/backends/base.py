@@ -12,15 +12,26 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
+from ..errors import ConfigError
+
 __all__ = [
     "MODELS",
     "Backend",
     "GenerationRequest",
     "GenerationResult",
     "OnSubmitted",
+    "validate_model",
 ]
 
 MODELS: tuple[str, ...] = ("flux-kontext-pro", "flux-kontext-max")
+"""The models every backend takes; :func:`validate_model` is the one check against it."""
+
+
+def validate_model(model: str) -> str:
+    """``model`` if it is one of MODELS, else ConfigError (exit 2) naming the choices."""
+    if model not in MODELS:
+        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    return model
 
 OutputFormat = Literal["png", "jpeg"]
 

@@ -19,29 +19,27 @@ injectable ``sleep`` and ``clock``, so tests run without waiting.
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import math
+import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..download import parse_retry_after
 from ..errors import (
-    AuthError,
     ConfigError,
     GenerationError,
-    InsufficientCredits,
     Moderated,
     RateLimited,
-    RequestError,
     TaskFailed,
     TransientError,
 )
-from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
+from ..net import make_client, network_error, parse_retry_after, status_error
+from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_model
+
+if TYPE_CHECKING:
+    import httpx2
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -111,16 +109,6 @@ def submit_body(request: GenerationRequest) -> dict[str, Any]:
     return body
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Refuse redirects: urllib would forward the x-key header to wherever they point."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def _detail(body: object) -> str:
     """A short readable reason from a BFL error body (``{"detail": ...}``)."""
     if isinstance(body, Mapping):
@@ -170,6 +158,8 @@ class BFLBackend:
         self.request_timeout = float(request_timeout)
         self._sleep = sleep
         self._clock = clock
+        self._client: httpx2.Client | None = None
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"BFLBackend(base_url={self.base_url!r})"
@@ -198,8 +188,7 @@ class BFLBackend:
 
     def submit(self, request: GenerationRequest) -> str:
         """Submit one task; returns its resume token ``"<id>|<polling_url>"``."""
-        if request.model not in MODELS:
-            raise ConfigError(f"unknown model {request.model!r}; choose one of {', '.join(MODELS)}")
+        validate_model(request.model)
         url = f"{self.base_url}/v1/{request.model}"
         reply = self._call("POST", url, submit_body(request), what="submission")
         if not isinstance(reply, Mapping) or not reply.get("id"):
@@ -285,71 +274,66 @@ class BFLBackend:
     def _redact(self, text: str) -> str:
         return text.replace(self._api_key, "***")
 
+    def close(self) -> None:
+        """Close the pooled connections (a later call opens new ones)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    def _http(self) -> httpx2.Client:
+        # One pooled client per backend, made on first use: polls reuse the
+        # submission's connection instead of opening one each time.
+        with self._client_lock:
+            if self._client is None:
+                self._client = make_client(timeout=self.request_timeout)
+            return self._client
+
     def _call(self, method: str, url: str, body: Mapping[str, Any] | None, *, what: str) -> Any:
-        """One HTTP call with the key; returns the parsed JSON reply or raises our errors."""
+        """One HTTP call with the key; returns the parsed JSON reply or raises our errors.
+
+        Redirects are refused: following one would send the x-key header wherever it points.
+        """
+        import httpx2
+
         host = urllib.parse.urlsplit(url).netloc or url
-        headers = {
-            "x-key": self._api_key,
-            "Accept": "application/json",
-            "User-Agent": "fluxcompose",
-        }
-        data = None
+        headers = {"x-key": self._api_key, "Accept": "application/json"}
+        content = None
         if body is not None:
-            data = json.dumps(body).encode("utf-8")
+            content = json.dumps(body).encode("utf-8")
             headers["Content-Type"] = "application/json"
-        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with _OPENER.open(req, timeout=self.request_timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            try:
-                text = exc.read().decode("utf-8", "replace")
-            except (OSError, http.client.HTTPException):
-                text = ""
-            finally:
-                exc.close()
-            raise self._status_error(exc.code, exc.headers, text, host, what) from exc
-        except TimeoutError as exc:
-            raise TransientError(
-                f"BFL {what}: {host} did not answer within {self.request_timeout:g} s"
-            ) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            shown = self._redact(str(reason) or type(reason).__name__)
-            raise TransientError(f"BFL {what}: could not reach {host}: {shown}") from exc
+            response = self._http().request(method, url, content=content, headers=headers)
+        except httpx2.TransportError as exc:
+            err = network_error(exc, where=f"BFL {what}", host=host, timeout=self.request_timeout)
+            err.message = self._redact(err.message)
+            raise err from None
+        except httpx2.InvalidURL as exc:
+            raise TaskFailed(f"BFL {what}: invalid URL for {host}") from exc
+        if response.status_code >= 300:
+            raise self._status_error(response, what)
         try:
-            return json.loads(raw.decode("utf-8"))
+            return json.loads(response.content.decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             if what == "poll":
                 raise TransientError(f"BFL poll: {host} sent a reply that is not JSON") from exc
             raise TaskFailed(f"BFL {what}: {host} sent a reply that is not JSON") from exc
 
-    def _status_error(
-        self, status: int, headers: Any, text: str, host: str, what: str
-    ) -> GenerationError:
+    def _status_error(self, response: httpx2.Response, what: str) -> GenerationError:
+        text = response.content.decode("utf-8", "replace")
         try:
             body: object = json.loads(text) if text else ""
         except json.JSONDecodeError:
             body = text
         detail = self._redact(_detail(body))
-        suffix = f": {detail}" if detail else ""
-        if status in (401, 403):
-            return AuthError(
-                f"BFL rejected the API key (HTTP {status}); check BFL_API_KEY or --api-key"
-            )
-        if status == 402:
-            return InsufficientCredits(
-                f"BFL: insufficient credits (HTTP 402); add credits to your BFL account{suffix}"
-            )
-        if status == 429:
-            retry_after = parse_retry_after(headers.get("Retry-After") if headers else None)
-            return RateLimited(
-                f"BFL {what}: rate limited (HTTP 429){suffix}", retry_after=retry_after
-            )
+        status = response.status_code
         if status == 404 and what == "poll":
+            suffix = f": {detail}" if detail else ""
             return TaskFailed(f"BFL poll: Task not found (HTTP 404){suffix}")
-        if 400 <= status < 500:
-            return RequestError(f"BFL {what} rejected (HTTP {status}){suffix}")
-        if 300 <= status < 400:
-            return RequestError(f"BFL {what}: unexpected redirect (HTTP {status}) from {host}")
-        return TransientError(f"BFL {what}: server error (HTTP {status}) from {host}{suffix}")
+        return status_error(
+            status,
+            where=f"BFL {what}",
+            detail=detail,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+            key_hint="BFL_API_KEY or --api-key",
+        )

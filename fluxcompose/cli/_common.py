@@ -131,6 +131,12 @@ def request_options(f: _F) -> _F:
             ),
             click.option("--output-format", type=click.Choice(["png", "jpeg"]), default=None),
             click.option(
+                "--canvas-format",
+                type=click.Choice(["jpeg", "png"]),
+                default=None,
+                help="How the canvas is sent and saved: JPEG q95 4:4:4 (default) or lossless PNG.",
+            ),
+            click.option(
                 "--prompt-upsampling/--no-prompt-upsampling",
                 default=None,
                 help="Let the provider expand the prompt.",
@@ -172,6 +178,7 @@ def build_request_options(
     safety_tolerance: int | None,
     output_format: str | None,
     prompt_upsampling: bool | None,
+    canvas_format: str | None = None,
 ) -> Any:
     """RequestOptions from the parsed flags; a fixed ratio is validated here, at the edge."""
     from ..run import RequestOptions
@@ -191,6 +198,7 @@ def build_request_options(
         safety_tolerance=safety_tolerance,
         output_format=output_format,
         prompt_upsampling=prompt_upsampling,
+        canvas_format=canvas_format,
     )
 
 

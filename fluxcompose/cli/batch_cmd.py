@@ -145,6 +145,7 @@ def batch(
     aspect_ratio: str | None,
     safety_tolerance: int | None,
     output_format: str | None,
+    canvas_format: str | None,
     prompt_upsampling: bool | None,
     prompt: str | None,
     variables: tuple[str, ...],
@@ -184,6 +185,7 @@ def batch(
         aspect_ratio=aspect_ratio,
         safety_tolerance=safety_tolerance,
         output_format=output_format,
+        canvas_format=canvas_format,
         prompt_upsampling=prompt_upsampling,
     )
     backend_obj = choose_backend(backend, api_key, base_url, transport)

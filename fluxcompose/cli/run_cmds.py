@@ -72,6 +72,7 @@ def run_cmd(
     aspect_ratio: str | None,
     safety_tolerance: int | None,
     output_format: str | None,
+    canvas_format: str | None,
     prompt_upsampling: bool | None,
     prompt: str | None,
     variables: tuple[str, ...],
@@ -86,7 +87,7 @@ def run_cmd(
 ) -> None:
     """Run one edit: compose IMAGES, send the canvas with the recipe's prompt,
     download the result at once, compare it with its sources and write
-    OUTDIR/<job>.<ext>, <job>.canvas.png, <job>.sheet.png and <job>.json.
+    OUTDIR/<job>.<ext>, <job>.canvas.jpg (or .png), <job>.sheet.png and <job>.json.
 
     \b
     Examples:
@@ -110,6 +111,7 @@ def run_cmd(
             aspect_ratio=aspect_ratio,
             safety_tolerance=safety_tolerance,
             output_format=output_format,
+            canvas_format=canvas_format,
             prompt_upsampling=prompt_upsampling,
         ),
         compose=ComposeOptions(layout=layout, gutter=gutter, megapixels=megapixels),
