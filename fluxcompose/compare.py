@@ -35,6 +35,7 @@ from PIL import Image, ImageOps
 
 from .errors import ChecksFailed, ImageError, InputError, RecipeError
 from .locate import Box, Subject, locate, parse_box, placement_point
+from .prints import PrintLayer, print_layer
 
 __all__ = [
     "CHECKS",
@@ -55,6 +56,8 @@ __all__ = [
     "lab_stats_distance",
     "load_layout",
     "locate_pattern",
+    "pattern_layer",
+    "print_on_mask",
     "luma",
     "phash",
     "raise_for_checks",
@@ -85,6 +88,7 @@ MATCH_SCENE_SIDE = 768  # long side of the output when matching features
 MATCH_SCENE_PIXELS = 768 * 432  # and at most this area (a 16:9 output's at 768): ~0.33 MP
 MATCH_SCENE_MIN_SIDE = 384  # small outputs are upsampled to this long side for matching
 MATCH_PATTERN_SIDE = 512  # long side of the pattern when matching features
+PRINT_CHANGED_SHARE = 0.25  # of the print's visible area that must differ to judge by it
 RATIO_TEST = 0.75  # Lowe's ratio test
 MIN_INLIERS = 10  # RANSAC inliers needed to call a pattern found
 RANSAC_REPROJ = 4.0  # pixels at the matching working size
@@ -452,6 +456,7 @@ def _not_found(inliers: int = 0) -> dict[str, Any]:
         "width_fraction": None,
         "center_offset": None,
         "corners": None,
+        "design_box": None,
     }
 
 
@@ -477,18 +482,34 @@ def _quad_ok(quad: Array, scene_w: int, scene_h: int) -> bool:
     )
 
 
+def pattern_layer(pattern: ImageLike) -> PrintLayer:
+    """The pattern at its matching size (long side at most MATCH_PATTERN_SIDE) as a
+    :class:`~fluxcompose.prints.PrintLayer`: its design with the plain background dropped,
+    the same cut the local preview prints."""
+    pat_rgb = pattern if isinstance(pattern, np.ndarray) else _rgb_array(pattern)
+    pat_ws = _fit_side(pat_rgb.shape[1], pat_rgb.shape[0], MATCH_PATTERN_SIDE)
+    return print_layer(np.ascontiguousarray(_resize(_rgb_array(pat_rgb), pat_ws)))
+
+
 def locate_pattern(
-    output: ImageLike, pattern: ImageLike, *, min_inliers: int = MIN_INLIERS
+    output: ImageLike,
+    pattern: ImageLike,
+    *,
+    min_inliers: int = MIN_INLIERS,
+    layer: PrintLayer | None = None,
 ) -> dict[str, Any]:
     """Find ``pattern`` in ``output`` by SIFT, Lowe's ratio test and a RANSAC homography.
 
-    Returns ``{"found", "inliers", "box", "width_fraction", "center_offset", "corners"}``:
-    ``box`` is the axis-aligned bounding box of the projected pattern corners clipped to
-    the image, ``[x0, y0, x1, y1]`` normalised 0..1; ``width_fraction`` = x1 - x0;
-    ``center_offset`` = ``[dx, dy]`` from the image centre to the box centre in units
-    of the image's width and height (-0.5..0.5); ``corners`` are the four projected
-    corners (normalised, clockwise from top-left, not clipped). When not found, all
-    but ``found`` and ``inliers`` are None.
+    Returns ``{"found", "inliers", "box", "width_fraction", "center_offset", "corners",
+    "design_box"}``. The print is the pattern's design (:func:`pattern_layer`: a plain
+    border colour dropped; the whole rectangle when there is none), so a logo on a white
+    square is measured by the logo. ``design_box`` is that design's box in the pattern,
+    normalised 0..1; ``corners`` are its four projected corners (normalised, clockwise
+    from top-left, not clipped); ``box`` is their axis-aligned bounding box clipped to the
+    image, ``[x0, y0, x1, y1]`` normalised 0..1; ``width_fraction`` = x1 - x0;
+    ``center_offset`` = ``[dx, dy]`` from the image centre to the box centre in units of
+    the image's width and height (-0.5..0.5). When not found, all but ``found`` and
+    ``inliers`` are None. ``layer`` reuses a :func:`pattern_layer` already computed.
     """
     scene_rgb = output if isinstance(output, np.ndarray) else _rgb_array(output)
     pat_rgb = pattern if isinstance(pattern, np.ndarray) else _rgb_array(pattern)
@@ -536,7 +557,19 @@ def locate_pattern(
     W, Hh = scene_ws
     if not _quad_ok(quad, W, Hh):
         return _not_found(inliers)
-    norm_quad = quad / np.array([W, Hh], dtype=np.float64)
+    if layer is None:
+        layer = pattern_layer(pat_rgb)
+    lh, lw = layer.alpha.shape
+    dx0, dy0, dx1, dy1 = layer.box
+    # The layer is the pattern at pat_ws (both long sides are MATCH_PATTERN_SIDE at most,
+    # the same resize), so its pixels are the homography's source frame.
+    sx, sy = pw / lw, ph / lh
+    design = np.array(
+        [[dx0 * sx, dy0 * sy], [dx1 * sx, dy0 * sy], [dx1 * sx, dy1 * sy], [dx0 * sx, dy1 * sy]],
+        dtype=np.float32,
+    ).reshape(-1, 1, 2)
+    design_quad = cv2.perspectiveTransform(design, H).reshape(4, 2).astype(np.float64)
+    norm_quad = design_quad / np.array([W, Hh], dtype=np.float64)
     x0, y0 = np.clip(norm_quad.min(axis=0), 0.0, 1.0)
     x1, y1 = np.clip(norm_quad.max(axis=0), 0.0, 1.0)
     if x1 - x0 <= 0 or y1 - y0 <= 0:
@@ -548,33 +581,50 @@ def locate_pattern(
         "width_fraction": float(x1 - x0),
         "center_offset": [float((x0 + x1) / 2 - 0.5), float((y0 + y1) / 2 - 0.5)],
         "corners": [[float(u), float(v)] for u, v in norm_quad],
+        "design_box": [dx0 / lw, dy0 / lh, dx1 / lw, dy1 / lh],
     }
 
 
-def _quad_on_mask(corners: Sequence[Sequence[float]], mask: Array) -> float:
-    """Fraction (0..1) of the quad's area (``corners`` normalised, any order around)
-    lying on ``mask``. The part of the quad outside the image counts as off the mask."""
+def print_on_mask(
+    corners: Sequence[Sequence[float]],
+    mask: Array,
+    *,
+    design: Array | None = None,
+    changed: Array | None = None,
+) -> float | None:
+    """Fraction (0..1) of the print's visible area that lies on ``mask`` (True on the
+    garment), or None when no part of the print is in the frame.
+
+    ``corners`` are the print's four projected corners (normalised, clockwise from
+    top-left); ``design`` its alpha (0..1, the pattern's design box; None: the whole
+    quad). The print is warped into ``mask``'s frame; the part outside the image is not
+    seen and not counted. Where ``changed`` (any size, True where the output differs from
+    the target) covers at least PRINT_CHANGED_SHARE of the visible print, only those
+    pixels count: a print the model clipped at a collar is judged by what it painted,
+    and a print painted over the face by the face.
+    """
     h, w = mask.shape
-    quad = np.asarray(corners, dtype=np.float64) * np.array([w, h], dtype=np.float64)
-    total = abs(float(cv2.contourArea(quad.astype(np.float32))))
-    if total <= 0:
-        return 0.0
-    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
-    hull = cv2.convexHull(quad.astype(np.float32))
-    inside, _ = cv2.intersectConvexConvex(hull, frame)
-    inside_fraction = min(1.0, max(0.0, float(inside) / total))
-    if inside_fraction <= 0:
-        return 0.0
-    shift = 4  # sub-pixel vertices: 1/16 pixel
-    raster = np.zeros((h, w), dtype=np.uint8)
-    pts = np.rint(quad * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
-    cv2.fillPoly(raster, [pts], 1, lineType=cv2.LINE_8, shift=shift)
-    drawn = raster.astype(bool)
-    n = int(drawn.sum())
-    if n == 0:
-        return 0.0
-    on = int(np.count_nonzero(drawn & mask))
-    return float(min(1.0, inside_fraction * on / n))
+    alpha = np.ones((2, 2), np.float32) if design is None else design.astype(np.float32)
+    ah, aw = alpha.shape
+    # Corners are pixel edges; OpenCV samples at pixel centres, half a pixel inside them.
+    src = np.array([[0, 0], [aw, 0], [aw, ah], [0, ah]], dtype=np.float32) - 0.5
+    dst = np.asarray(corners, dtype=np.float64) * np.array([w, h], dtype=np.float64) - 0.5
+    dst = dst.astype(np.float32)
+    warp = cv2.getPerspectiveTransform(src, dst)
+    seen = cv2.warpPerspective(alpha, warp, (w, h), flags=cv2.INTER_LINEAR, borderValue=0) >= 0.5
+    total = int(np.count_nonzero(seen))
+    if total == 0:
+        return None
+    if changed is not None:
+        if changed.shape != (h, w):
+            changed = (
+                cv2.resize(changed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+            )
+        painted = seen & changed
+        if np.count_nonzero(painted) >= PRINT_CHANGED_SHARE * total:
+            seen = painted
+            total = int(np.count_nonzero(seen))
+    return float(np.count_nonzero(seen & mask) / total)
 
 
 def relate_pattern(
@@ -584,6 +634,8 @@ def relate_pattern(
     placement: str | None = None,
     size: tuple[int, int],
     mask: Array | None = None,
+    design: Array | None = None,
+    changed: Array | None = None,
 ) -> dict[str, Any]:
     """Express a :func:`locate_pattern` result relative to the subject (DESIGN.md s. 8, 10).
 
@@ -599,8 +651,9 @@ def relate_pattern(
       box's (else the image's) width and height;
     - ``placement_distance``: that distance in chest widths on both axes,
       ``hypot(dx_px, dy_px) / chest_width_px``; None without a subject;
-    - ``on_garment``: the fraction (0..1) of the projected quad's area on ``mask``;
-      None without a subject or mask.
+    - ``on_garment``: the fraction (0..1) of the print's visible area on ``mask``
+      (:func:`print_on_mask`, with the print's ``design`` alpha and the ``changed``
+      pixels); None without a subject or mask.
 
     When the pattern was not found these are None (``relative_to`` is still set).
     """
@@ -628,7 +681,7 @@ def relate_pattern(
         out["placement_distance"] = float(math.hypot((bx - px) * w, (by - py) * h) / (cw * w))
         corners = pattern.get("corners")
         if mask is not None and corners:
-            out["on_garment"] = _quad_on_mask(corners, mask)
+            out["on_garment"] = print_on_mask(corners, mask, design=design, changed=changed)
     else:
         out["width_fraction"] = float(box[2] - box[0])
         out["center_offset"] = [float(bx - 0.5), float(by - 0.5)]
@@ -1328,7 +1381,8 @@ def compare(
     gmask = subject.garment_mask(work) if subject.found else None
 
     ssim_value, smap = ssim(out, tgt, full=True)
-    region = _region_from_mask(_edit_mask(out, tgt))
+    changed = _edit_mask(out, tgt)
+    region = _region_from_mask(changed)
     metrics: dict[str, Any] = {
         "ssim": ssim_value,
         "edit_region": region,
@@ -1347,9 +1401,17 @@ def compare(
     warnings: list[str] = []
     if pat_img is not None:
         # Match in the cut output at its own resolution (no up/down round trip).
-        found = locate_pattern(np.asarray(cut, dtype=np.uint8), pat_img)
+        layer = pattern_layer(np.asarray(pat_img, dtype=np.uint8))
+        found = locate_pattern(np.asarray(cut, dtype=np.uint8), pat_img, layer=layer)
+        x0, y0, x1, y1 = layer.box
         metrics["pattern"] = relate_pattern(
-            found, subject, placement=placement, size=work, mask=gmask
+            found,
+            subject,
+            placement=placement,
+            size=work,
+            mask=gmask,
+            design=layer.alpha[y0:y1, x0:x1],
+            changed=changed,
         )
         warning = _placement_warning(placement)
         if warning:

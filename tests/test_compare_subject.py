@@ -250,21 +250,38 @@ def test_subject_box_goes_through_locate(hopper: Image.Image) -> None:
         C.compare(output, hopper, subject_box="0.5,0.5,0.4,0.9")
 
 
-def test_quad_on_mask_known_answers() -> None:
+def test_print_on_mask_known_answers() -> None:
     mask = np.zeros((100, 200), dtype=bool)
     mask[:, :100] = True  # left half
     # A square straddling the mask's edge: half on it.
     sq = [[0.25, 0.2], [0.75, 0.2], [0.75, 0.8], [0.25, 0.8]]
-    assert C._quad_on_mask(sq, mask) == pytest.approx(0.5, abs=0.02)
+    assert C.print_on_mask(sq, mask) == pytest.approx(0.5, abs=0.02)
     # Fully on, fully off.
-    assert C._quad_on_mask([[0.1, 0.1], [0.4, 0.1], [0.4, 0.9], [0.1, 0.9]], mask) == (
+    assert C.print_on_mask([[0.1, 0.1], [0.4, 0.1], [0.4, 0.9], [0.1, 0.9]], mask) == (
         pytest.approx(1.0, abs=0.01)
     )
-    assert C._quad_on_mask([[0.6, 0.1], [0.9, 0.1], [0.9, 0.9], [0.6, 0.9]], mask) == 0.0
-    # Half of the quad outside the image counts as off the garment.
+    assert C.print_on_mask([[0.6, 0.1], [0.9, 0.1], [0.9, 0.9], [0.6, 0.9]], mask) == 0.0
+    # The part of the print outside the frame is not seen, so it is not counted.
     full = np.ones((100, 200), dtype=bool)
     half_out = [[-0.2, 0.2], [0.2, 0.2], [0.2, 0.8], [-0.2, 0.8]]
-    assert C._quad_on_mask(half_out, full) == pytest.approx(0.5, abs=0.02)
+    assert C.print_on_mask(half_out, full) == pytest.approx(1.0, abs=0.01)
+    assert C.print_on_mask([[1.1, 0.2], [1.3, 0.2], [1.3, 0.8], [1.1, 0.8]], full) is None
+    # Only the design counts: a design filling the left half of its square lies on the mask.
+    design = np.zeros((40, 40), dtype=np.float32)
+    design[:, :20] = 1.0
+    assert C.print_on_mask(sq, mask, design=design) == pytest.approx(1.0, abs=0.03)
+    # What was painted decides when enough of it changed: a print clipped at the mask's
+    # edge (changed on the left only) is on the garment; one painted on the right is not.
+    left_changed = np.zeros((100, 200), dtype=bool)
+    left_changed[:, 50:100] = True
+    right_changed = np.zeros((100, 200), dtype=bool)
+    right_changed[:, 100:150] = True
+    assert C.print_on_mask(sq, mask, changed=left_changed) == pytest.approx(1.0, abs=0.02)
+    assert C.print_on_mask(sq, mask, changed=right_changed) == pytest.approx(0.0, abs=0.02)
+    # Too little changed to say what was painted: the whole print is judged.
+    speck = np.zeros((100, 200), dtype=bool)
+    speck[50, 60] = True
+    assert C.print_on_mask(sq, mask, changed=speck) == pytest.approx(0.5, abs=0.02)
 
 
 def test_ssim_outside_mask_known_answers() -> None:

@@ -338,13 +338,23 @@ def test_local_compare_metrics_and_checks(local_runs: LocalRuns) -> None:
     metrics = sidecar["compare"]
     assert -1 <= metrics["ssim"] <= 1
     assert 0 <= metrics["edit_region"]["area_fraction"] <= 1
-    # The preview put the pattern at the recipe's 2/3 of the width, in the middle.
+    # The preview put the print at the recipe's 2/3 of the chest's width, in its middle
+    # (DESIGN.md section 10): the sample's headless shot is found by its garment.
+    assert metrics["subject"]["found"] is True and metrics["subject"]["method"] == "garment"
     pattern = metrics["pattern"]
-    assert pattern["found"] is True
+    assert pattern["found"] is True and pattern["relative_to"] == "chest"
     assert pattern["width_fraction"] == pytest.approx(2 / 3, abs=0.05)
     assert max(abs(v) for v in pattern["center_offset"]) < 0.05
+    assert pattern["on_garment"] > 0.95
     checks = sidecar["checks"]
-    assert set(checks) == {"pattern_found", "pattern_width_fraction", "target_ssim_outside_edit"}
+    assert set(checks) == {
+        "pattern_found",
+        "pattern_width_fraction",
+        "pattern_placement",
+        "pattern_on_garment",
+        "target_ssim_outside_edit",
+        "target_ssim_outside_garment",
+    }
     assert all(c["pass"] is True for c in checks.values())
     assert sidecar["passed"] is True
     assert local_runs.first.stderr.splitlines()[-1] == "recipe checks passed"
