@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputError, PairsError, RatioError
+from .geometry import MAX_SOURCES as MAX_IMAGES
 from .geometry import parse_ratio
 from .locate import Box, parse_box
 
 __all__ = ["MAX_IMAGES", "PairRow", "Pairs", "RowError", "read_pairs", "resolve_source"]
 
-MAX_IMAGES = 9
 _IMAGE_COL = re.compile(r"^image([1-9][0-9]*)$")
 _KNOWN = {"id", "prompt", "seed", "aspect_ratio", "subject_box", "left", "right", "vars", "images"}
 _VAR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

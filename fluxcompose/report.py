@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import io
 import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +20,7 @@ from typing import Any
 
 from PIL import Image
 
+from .images import write_bytes_atomic
 from .journal import JobRow
 
 __all__ = [
@@ -43,16 +43,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
     No fsync: the report and thumbnails are derived data, rebuilt from the journal.
     """
-    # os.open with 0o666 so the umask applies (mkstemp would make the page owner-only).
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.part"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, data, durable=False)
 
 
 def _thumb_bytes(image: Image.Image, size: int) -> bytes:

@@ -53,11 +53,11 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from ..errors import ConfigError, RatioError, RequestError
+from ..errors import RatioError, RequestError
 from ..geometry import MAX_ASPECT, MIN_ASPECT, bucket_for, fit_within
 from ..locate import Subject, locate, placement_point
 from ..prints import Color, PrintLayer, print_layer
-from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
+from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_model
 
 __all__ = [
     "NOTICE",
@@ -694,8 +694,7 @@ class LocalBackend:
 
         ``on_submitted`` and ``resume_task_id`` are ignored: there is no remote task.
         """
-        if request.model not in MODELS:
-            raise ConfigError(f"unknown model {request.model!r}; choose one of {', '.join(MODELS)}")
+        validate_model(request.model)
         try:
             bucket = bucket_for(request.aspect_ratio)
         except RatioError as exc:
