@@ -139,16 +139,14 @@ class Pipeline:
 
     def _job(self, job: _Job) -> None:
         """One job, start to end."""
-        with self.cpu:
-            ready = self._prepare(job)
+        ready = self._prepare(job)
         if ready is None:
             return
         if ready.saved is not None:
             self._reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
             output, task_id = ready.saved, ready.resume_task_id
         else:
-            with self.network:
-                got = self._network(job, ready)
+            got = self._network(job, ready)
             if got is None:
                 return
             output, task_id = got
@@ -173,9 +171,10 @@ class Pipeline:
         item = job.item
         row = item.row
         try:
-            t = time.perf_counter()
-            prepared = prepare_job(item.spec, backend_name=self.backend.name)
-            job.timings["prepare_s"] = time.perf_counter() - t
+            with self.cpu:
+                t = time.perf_counter()
+                prepared = prepare_job(item.spec, backend_name=self.backend.name)
+                job.timings["prepare_s"] = time.perf_counter() - t
         except (InputError, OSError, ValueError) as exc:
             job_id = job.job_id = row.id or provisional_id(row.line, item.row_key)
             if self.ledger.claim(job_id, row.line, planned=True) is not None:
@@ -264,12 +263,28 @@ class Pipeline:
 
     def _network(self, job: _Job, ready: _Ready) -> tuple[Path, str | None] | None:
         """The paid part; None when the job did not reach a result (it stays journaled)."""
+        with self.network:
+            got = self._generate(job, ready)
+        if got is None:
+            return None
+        output, task_id, attempts, started_at = got
+        # After the slot is freed: the next job need not wait for this commit.
+        self.journal.mark_downloaded(
+            ready.prepared.job_id, output, attempts=attempts, started_at=started_at
+        )
+        self.ledger.set_state(ready.prepared.job_id, JobState.DOWNLOADED)
+        return output, task_id
+
+    def _generate(self, job: _Job, ready: _Ready) -> tuple[Path, str | None, int, float] | None:
+        """Submit (or poll a stored task), wait, download at once; holds a network slot.
+
+        Returns (output, task id, attempts not yet journaled, start time), or None when
+        the job must not start (stop, budget) or failed (journaled here).
+        """
         prepared = ready.prepared
         job_id = prepared.job_id
         resuming = ready.resume_task_id is not None
-        if self.stop.is_set() or not self._reserve(
-            job, float(prepared.price_usd), force=resuming
-        ):
+        if self.stop.is_set() or not self._reserve(job, float(prepared.price_usd), force=resuming):
             return None  # stays pending (or submitted) for the next run
         self.ledger.network(+1, submitted=not resuming)
         # The attempt count and start time ride on the next write (no extra commit on the
@@ -311,9 +326,7 @@ class Pipeline:
             return None
         finally:
             self.ledger.network(-1)
-        self.journal.mark_downloaded(job_id, output, attempts=uncounted, started_at=started_at)
-        self.ledger.set_state(job_id, JobState.DOWNLOADED)
-        return output, result.task_id or ready.resume_task_id
+        return output, result.task_id or ready.resume_task_id, uncounted, started_at
 
     def _network_failed(
         self, job: _Job, exc: GenerationError, attempts: int, started_at: float
@@ -330,7 +343,9 @@ class Pipeline:
             prev = self.journal.get(job_id)
             self.ledger.set_state(job_id, prev.state if prev else JobState.PENDING)
             return
-        self.journal.mark_failed(job_id, message, kind=kind, attempts=attempts, started_at=started_at)
+        self.journal.mark_failed(
+            job_id, message, kind=kind, attempts=attempts, started_at=started_at
+        )
         self.ledger.set_state(job_id, JobState.FAILED, finished=True)
         self.say(f"fluxcompose: job {job_id} failed: {message}")
 
