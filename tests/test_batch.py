@@ -553,6 +553,27 @@ def test_cli_a_missing_image_fails_only_its_row(
     assert rerun.exit_code == 1 and json.loads(rerun.stdout)["skipped"] == 2
 
 
+def test_cli_batch_takes_the_compose_options_of_run(
+    tmp_path: Path, two_images: tuple[Path, Path]
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("left,right\na.jpg,b.jpg\n")
+    out = tmp_path / "out"
+    result = invoke(
+        "batch", pairs, "-r", "side-by-side", "-o", out, "--backend", "local", "--no-compare",
+        "--layout", "vertical", "--gutter", "12", "--megapixels", "0.25", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (output,) = json.loads(result.stdout)["outputs"]
+    sidecar = json.loads(Path(output).with_suffix(".json").read_text())
+    canvas = sidecar["canvas"]
+    assert canvas["layout"] == "vertical" and canvas["gutter"] == 12
+    # Two cells stacked: the second starts at least one gutter below the first.
+    first, second = canvas["cells"]
+    assert second["y"] - (first["y"] + first["h"]) >= 12
+    assert canvas["width"] * canvas["height"] <= 0.25 * 1024 * 1024 * 1.05
+
+
 def test_cli_hosted_run_exit_0_and_no_key_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

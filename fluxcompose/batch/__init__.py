@@ -33,7 +33,7 @@ from ..journal import JobState, Journal
 from ..pairs import Pairs, read_pairs
 from ..recipes import Recipe
 from ..report import ReportWriter
-from ..run import resolve_model
+from ..run import resolve_model, warm_up
 from .config import BatchConfig, BatchOptions
 from .lock import locked_outdir
 from .pipeline import Pipeline
@@ -139,7 +139,7 @@ def _run_locked(
     validate_model(model)
     cap = int(backend.max_concurrency(model))
     concurrency = max(1, min(cfg.concurrency, cap))
-    _warm_up(backend)
+    warm_up(backend)
     # The free local backend does not need power-cut durability; paid ones do.
     journal = Journal.for_outdir(out, durable=backend.name != "local")
     ledger = Ledger(journal)
@@ -199,13 +199,6 @@ def _run_locked(
             )
         )
     return summary
-
-
-def _warm_up(backend: Backend) -> None:
-    """Let the backend set up its client (imports, TLS) in the background, off the critical path."""
-    warm = getattr(backend, "warm_up", None)
-    if callable(warm):
-        threading.Thread(target=warm, name="fluxcompose-warm-up", daemon=True).start()
 
 
 def _summary(

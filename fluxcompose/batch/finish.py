@@ -22,7 +22,7 @@ from ..errors import ErrorKind, GenerationError, InputError, error_kind
 from ..report import make_thumbs
 from ..run import JobOutcome, PreparedJob, finish_job
 
-__all__ = ["FinishTask", "Finished", "finish", "finish_in_worker", "one_line"]
+__all__ = ["FinishTask", "Finished", "finish", "finish_in_worker", "one_line", "start_workers"]
 
 
 def one_line(exc: BaseException) -> str:
@@ -129,6 +129,15 @@ def _drop_pool(broken: ProcessPoolExecutor) -> None:
         if _pool is broken:
             _pool = None
     broken.shutdown(wait=False, cancel_futures=True)
+
+
+def start_workers(workers: int) -> None:
+    """Start the worker processes now (about a second each), while the first jobs are
+    on the network, rather than on the first finish."""
+    if workers >= 1:
+        pool = _get_pool(workers)
+        for _ in range(workers):
+            pool.submit(int)
 
 
 def finish_in_worker(task: FinishTask, *, workers: int) -> Finished:

@@ -29,7 +29,7 @@ from ..errors import ErrorKind, GenerationError, InputError, PermanentError, err
 from ..journal import JobState, Journal
 from ..run import PreparedJob, generate_with_retries, prepare_job, save_result
 from .config import BatchConfig
-from .finish import FinishTask, finish_in_worker, one_line
+from .finish import FinishTask, finish_in_worker, one_line, start_workers
 from .plan import Action, WorkItem, decide, image_ok, provisional_id
 from .progress import Ledger, ProgressReporter
 
@@ -101,6 +101,8 @@ class Pipeline:
     def run(self, items: list[WorkItem], tick: Callable[[], None]) -> None:
         """Run ``items`` on ``2 x concurrency`` threads; call ``tick`` while waiting."""
         self._rows = iter(items)
+        if items:
+            start_workers(self.finish_workers)
         threads = [
             threading.Thread(target=self._worker, name=f"fluxcompose-job{i}", daemon=True)
             for i in range(min(2 * self.concurrency, len(items)))
