@@ -602,3 +602,29 @@ def test_report_reloads_itself_only_while_the_batch_runs(tmp_path: Path) -> None
     assert 'http-equiv="refresh"' in writer.path.read_text()
     writer.write()
     assert 'http-equiv="refresh"' not in writer.path.read_text()
+
+
+def test_a_finish_that_cannot_reach_a_worker_process_is_done_in_the_thread(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from fluxcompose.batch.finish import FinishTask, finish_in_worker
+
+    prepared = run_mod.prepare_job(
+        run_mod.JobSpec(recipe=None, prompt="a finish test"), backend_name="local"
+    )
+
+    class Unpicklable(run_mod.PreparedJob):  # a local class: pickle cannot name it
+        pass
+
+    local = Unpicklable(**{f.name: getattr(prepared, f.name) for f in dataclasses.fields(prepared)})
+    output = tmp_path / f"{prepared.job_id}.png"
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(output)
+    for job in (local, prepared):  # the second one does go to the worker
+        task = FinishTask(job, output, tmp_path, "local", False, None)
+        done = finish_in_worker(task, workers=1)
+        assert done.error is None and done.outcome is not None
+        sidecar = json.loads(done.outcome.sidecar_path.read_text())
+        assert sidecar["output"]["width"] == 32 and sidecar["output"]["height"] == 24
+        assert done.thumbs is not None and (tmp_path / done.thumbs["output"]).exists()

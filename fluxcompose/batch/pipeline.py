@@ -84,7 +84,10 @@ class Pipeline:
         self.progress = progress
         self.stop = stop
         cores = max(1, min(os.cpu_count() or 1, 8))
-        self.finish_workers = min(cores, 4)
+        # Comparing and drawing the sheet hold the interpreter lock for long stretches: they
+        # go to worker processes. Without them a finish is a few file writes (and thumbnails,
+        # decoded at reduced scale), cheaper here than the processes' start and the transfer.
+        self.finish_workers = min(cores, 4) if cfg.compare else 0
         self.network = threading.BoundedSemaphore(concurrency)
         self.cpu = threading.BoundedSemaphore(cores)
         self._lock = threading.Lock()  # guards the rows iterator and the budget below
