@@ -16,7 +16,6 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from ..errors import ErrorKind, GenerationError, InputError, error_kind
 from ..report import make_thumbs
@@ -51,7 +50,7 @@ class Finished:
     """A finish step's result: the outcome, or why there is none (``error``, ``kind``)."""
 
     outcome: JobOutcome | None
-    thumbs: dict[str, Any] | None = None
+    thumbs: dict[str, object] | None = None  # the report's thumbnail paths (JSON)
     finish_s: float = 0.0
     error: str | None = None
     kind: ErrorKind = ErrorKind.OUTPUT
@@ -75,7 +74,7 @@ def finish(task: FinishTask) -> Finished:
         kind = error_kind(exc) if isinstance(exc, GenerationError) else ErrorKind.OUTPUT
         return Finished(None, error=one_line(exc), kind=kind)
     finish_s = time.perf_counter() - t
-    thumbs: dict[str, Any] | None = None
+    thumbs: dict[str, object] | None = None
     composite = prepared.composite
     try:  # the report is cosmetic: a thumbnail that fails is left out
         thumbs = make_thumbs(

@@ -194,15 +194,9 @@ def request_options(f: _F) -> _F:
             help="Let the provider expand the prompt.",
         ),
     ]
-    names = (
-        "model",
-        "seed",
-        "aspect_ratio",
-        "safety_tolerance",
-        "output_format",
-        "prompt_upsampling",
-    )
-    return _bundle("request", names, options, build_request_options)(f)
+    from ..recipes import REQUEST_KEYS  # a recipe's [request] keys: the same names
+
+    return _bundle("request", REQUEST_KEYS, options, build_request_options)(f)
 
 
 def prompt_options(f: _F) -> _F:
@@ -271,23 +265,14 @@ def compose_options(f: _F) -> _F:
             help="Scale small sources up to the budget (default) or keep them native.",
         ),
     ]
-    names = (
-        "layout",
-        "gutter",
-        "gutter_color",
-        "background",
-        "labels",
-        "outline",
-        "megapixels",
-        "upscale",
-    )
+    from ..recipes import COMPOSE_KEYS  # a recipe's [compose] keys: the same names
 
     def build(**values: Any) -> ComposeOptions:
         from ..run import ComposeOptions
 
         return ComposeOptions(**values)
 
-    return _bundle("compose", names, options, build)(f)
+    return _bundle("compose", COMPOSE_KEYS, options, build)(f)
 
 
 def build_request_options(
