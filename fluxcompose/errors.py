@@ -23,15 +23,20 @@
     └── ChecksFailed               a recipe's checks did not pass: exit 1
 
 ``batch`` decides about retries with one ``isinstance(exc, RetryableError)``.
-Every error may carry the ``job_id`` it belongs to.
+Every error may carry the ``job_id`` it belongs to, and every class names its
+:class:`ErrorKind`: the text the batch journal stores for a failure.
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
+from typing import ClassVar
 
 __all__ = [
     "AuthError",
     "ChecksFailed",
     "ConfigError",
+    "ErrorKind",
     "FluxComposeError",
     "GenerationError",
     "ImageError",
@@ -48,14 +53,34 @@ __all__ = [
     "RetryableError",
     "TaskFailed",
     "TransientError",
+    "error_kind",
     "exit_code_for",
 ]
+
+
+class ErrorKind(StrEnum):
+    """Why a job failed, as the journal's ``error_kind`` column spells it."""
+
+    MODERATED = "moderated"
+    AUTH = "auth"
+    CREDITS = "credits"
+    EXPIRED = "expired"
+    TASK = "task"
+    REQUEST = "request"
+    RATE_LIMITED = "rate_limited"
+    TRANSIENT = "transient"
+    INPUT = "input"
+    PERMANENT = "permanent"
+    GENERATION = "generation"
+    OUTPUT = "output"  # paid for, but the result could not be finished (set by the batch)
+    INTERNAL = "internal"  # anything not raised on purpose
 
 
 class FluxComposeError(Exception):
     """Base of every error this package raises on purpose."""
 
     exit_code = 1
+    kind: ClassVar[ErrorKind] = ErrorKind.INTERNAL
 
     def __init__(self, message: str, *, job_id: str | None = None) -> None:
         super().__init__(message)
@@ -72,6 +97,7 @@ class InputError(FluxComposeError):
     """Bad usage or bad input (exit code 2)."""
 
     exit_code = 2
+    kind = ErrorKind.INPUT
 
 
 class RatioError(InputError, ValueError):
@@ -98,6 +124,7 @@ class GenerationError(FluxComposeError):
     """The generation failed (exit code 1)."""
 
     exit_code = 1
+    kind = ErrorKind.GENERATION
 
 
 class RetryableError(GenerationError):
@@ -105,6 +132,8 @@ class RetryableError(GenerationError):
 
 
 class RateLimited(RetryableError):
+    kind = ErrorKind.RATE_LIMITED
+
     def __init__(
         self, message: str, *, retry_after: float | None = None, job_id: str | None = None
     ) -> None:
@@ -113,39 +142,44 @@ class RateLimited(RetryableError):
 
 
 class TransientError(RetryableError):
-    pass
+    kind = ErrorKind.TRANSIENT
 
 
 class PermanentError(GenerationError):
-    pass
+    kind = ErrorKind.PERMANENT
 
 
 class AuthError(PermanentError):
-    pass
+    kind = ErrorKind.AUTH
 
 
 class Moderated(PermanentError):
-    pass
+    kind = ErrorKind.MODERATED
 
 
 class RequestError(PermanentError):
-    pass
+    kind = ErrorKind.REQUEST
 
 
 class InsufficientCredits(RequestError):
-    pass
+    kind = ErrorKind.CREDITS
 
 
 class TaskFailed(PermanentError):
-    pass
+    kind = ErrorKind.TASK
 
 
 class ResultExpired(PermanentError):
-    pass
+    kind = ErrorKind.EXPIRED
 
 
 class ChecksFailed(FluxComposeError):
     exit_code = 1
+
+
+def error_kind(exc: BaseException) -> ErrorKind:
+    """The journal's ``error_kind`` for an exception: its class's kind, else ``internal``."""
+    return exc.kind if isinstance(exc, FluxComposeError) else ErrorKind.INTERNAL
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +40,24 @@ __all__ = [
     "STATES",
     "Journal",
     "JobRow",
+    "JobState",
     "migrate",
 ]
 
 JOURNAL_NAME = "journal.sqlite"
-STATES: tuple[str, ...] = ("pending", "submitted", "downloaded", "done", "failed")
+
+
+class JobState(StrEnum):
+    """A job's state, as the ``state`` column spells it (see the diagram above)."""
+
+    PENDING = "pending"
+    SUBMITTED = "submitted"
+    DOWNLOADED = "downloaded"
+    DONE = "done"
+    FAILED = "failed"
+
+
+STATES: tuple[str, ...] = tuple(s.value for s in JobState)
 
 Migration = Callable[[sqlite3.Connection], None]
 MIGRATIONS: list[Migration] = []
@@ -127,7 +141,7 @@ class JobRow:
     job_id: str
     line: int | None
     row_key: str | None
-    state: str
+    state: JobState
     attempts: int
     backend: str | None
     model: str | None
@@ -156,6 +170,7 @@ class JobRow:
         for key in _JSON_COLUMNS:
             if data[key] is not None:
                 data[key] = json.loads(data[key])
+        data["state"] = JobState(data["state"])
         if data["checks_passed"] is not None:
             data["checks_passed"] = bool(data["checks_passed"])
         return cls(**data)
@@ -344,7 +359,7 @@ class Journal:
 
     def mark_pending(self, job_id: str, *, error: str | None = None) -> None:
         """Back to pending (a failed job being retried), forgetting any stale task id."""
-        self._update(job_id, state="pending", task_id=None, error=error, error_kind=None)
+        self._update(job_id, state=JobState.PENDING, task_id=None, error=error, error_kind=None)
 
     def mark_submitted(
         self, job_id: str, task_id: str, *, attempts: int = 0, started_at: float | None = None
@@ -357,7 +372,7 @@ class Journal:
             job_id,
             add_attempts=attempts,
             started_at=started_at,
-            state="submitted",
+            state=JobState.SUBMITTED,
             task_id=task_id,
         )
 
@@ -374,7 +389,7 @@ class Journal:
             job_id,
             add_attempts=attempts,
             started_at=started_at,
-            state="downloaded",
+            state=JobState.DOWNLOADED,
             output_path=str(output_path),
             error=None,
             error_kind=None,
@@ -396,7 +411,7 @@ class Journal:
         self._update(
             job_id,
             add_cost=cost_usd,
-            state="done",
+            state=JobState.DONE,
             output_path=str(output_path),
             sidecar_path=None if sidecar_path is None else str(sidecar_path),
             metrics=metrics,
@@ -425,7 +440,7 @@ class Journal:
         be finished), so the budget keeps counting it.
         """
         fields: dict[str, Any] = {
-            "state": "failed",
+            "state": JobState.FAILED,
             "error": error,
             "error_kind": kind,
             "finished_at": time.time(),

@@ -53,6 +53,8 @@ from .recipes import Recipe
 __all__ = [
     "ComposeOptions",
     "JobOutcome",
+    "ComposeSettings",
+    "JobSettings",
     "JobSpec",
     "PreparedJob",
     "RequestOptions",
@@ -61,10 +63,12 @@ __all__ = [
     "generate_with_retries",
     "prepare_job",
     "resolve_aspect_ratio",
+    "resolve_job",
     "resolve_model",
     "complete_job",
     "run_job",
     "save_result",
+    "warm_up",
 ]
 
 DEFAULT_MODEL = "flux-kontext-pro"
@@ -171,6 +175,7 @@ class JobOutcome:
 
 
 def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any) -> Any:
+    """The option if set, else the recipe's ``[table] key``, else ``default``."""
     if option is not None:
         return option
     if recipe is not None:
@@ -183,6 +188,117 @@ def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any
 def resolve_model(recipe: Recipe | None, override: str | None) -> str:
     """The model a job uses: the option, else the recipe's, else flux-kontext-pro."""
     return str(_pick(override, recipe, "request", "model", DEFAULT_MODEL))
+
+
+@dataclass(frozen=True)
+class ComposeSettings:
+    """The canvas options after the recipe's defaults: what :func:`compose` is called with."""
+
+    layout: str = "auto"
+    gutter: int = 0  # pixels
+    gutter_color: str | None = None
+    background: str = "white"
+    labels: bool = False
+    outline: bool = False
+    megapixels: float = 1.0  # canvas budget, in units of 1024 x 1024
+    upscale: bool = True
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """A job's options resolved once: the spec's, else the recipe's, else the defaults."""
+
+    prompt: str  # rendered, never empty
+    variables: dict[str, str]  # the recipe's defaults with the job's on top
+    model: str
+    seed: int | None
+    safety_tolerance: int  # 0..6
+    output_format: str  # "png" | "jpeg"
+    prompt_upsampling: bool
+    aspect_ratio_rule: str  # "W:H" | "canvas" | "match:NAME"
+    source_names: tuple[str, ...]
+    compose: ComposeSettings
+    canvas_format: str = DEFAULT_CANVAS_FORMAT  # "jpeg" | "png"
+    subject_box: Box | None = None  # the chest box on the target, given by hand
+
+
+def resolve_job(spec: JobSpec) -> JobSettings:
+    """Check the spec and resolve every option; reads no file.
+
+    Raises :class:`InputError` subclasses for a bad recipe/source count, prompt or option.
+    """
+    recipe = spec.recipe
+    n = len(spec.sources)
+    if recipe is None and spec.prompt is None:
+        raise ConfigError("give a --recipe or a --prompt")
+    if recipe is not None and n and len(recipe.sources) != n:
+        raise InputError(
+            f"recipe {recipe.name!r} takes {len(recipe.sources)} image(s) "
+            f"({', '.join(recipe.sources)}), got {n}"
+        )
+    if recipe is not None and n == 0 and spec.prompt is None:
+        raise InputError(
+            f"recipe {recipe.name!r} needs {len(recipe.sources)} image(s) ({', '.join(recipe.sources)})"
+        )
+    if n > geometry.MAX_SOURCES:
+        raise InputError(f"at most {geometry.MAX_SOURCES} images per job, got {n}")
+    subject_box = None if spec.subject_box is None else parse_box(spec.subject_box)
+    if subject_box is not None and n == 0:
+        raise InputError("--subject-box needs a target image; this job has none")
+
+    if recipe is not None:
+        prompt = recipe.render(spec.variables, spec.prompt)
+        variables = {**recipe.variables, **dict(spec.variables)}
+    else:
+        if spec.variables:
+            prompt = Recipe(
+                name="prompt", description="", sources=(), prompt=spec.prompt or ""
+            ).render(spec.variables, spec.prompt)
+        else:
+            prompt = spec.prompt or ""
+        variables = dict(spec.variables)
+    if not prompt.strip():
+        raise InputError("the prompt is empty")
+
+    ro = spec.request
+    model = resolve_model(recipe, ro.model)
+    seed = _pick(ro.seed, recipe, "request", "seed", None)
+    safety = _pick(ro.safety_tolerance, recipe, "request", "safety_tolerance", DEFAULT_SAFETY)
+    fmt = _pick(ro.output_format, recipe, "request", "output_format", DEFAULT_FORMAT)
+    fmt = "jpeg" if fmt == "jpg" else fmt
+    upsampling = bool(_pick(ro.prompt_upsampling, recipe, "request", "prompt_upsampling", False))
+    _check_request(model, safety, fmt, seed)
+    default_rule = "1:1" if n == 0 else ("match:image1" if n == 1 else "canvas")
+    if n == 0 and ro.aspect_ratio is None:
+        # Text to image: a recipe's canvas/match rule has no image to follow.
+        rule = default_rule
+    else:
+        rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
+
+    co = spec.compose
+    return JobSettings(
+        prompt=prompt,
+        variables=variables,
+        model=model,
+        seed=seed,
+        safety_tolerance=safety,
+        output_format=fmt,
+        prompt_upsampling=upsampling,
+        aspect_ratio_rule=rule,
+        source_names=tuple(_source_names(recipe, n)),
+        compose=ComposeSettings(
+            layout=_pick(co.layout, recipe, "compose", "layout", "auto"),
+            gutter=int(_pick(co.gutter, recipe, "compose", "gutter", 0)),
+            gutter_color=_pick(co.gutter_color, recipe, "compose", "gutter_color", None),
+            background=_pick(co.background, recipe, "compose", "background", "white"),
+            labels=bool(_pick(co.labels, recipe, "compose", "labels", False)),
+            outline=bool(_pick(co.outline, recipe, "compose", "outline", False)),
+            megapixels=float(_pick(co.megapixels, recipe, "compose", "megapixels", 1.0)),
+            upscale=bool(_pick(co.upscale, recipe, "compose", "upscale", True)),
+        ),
+        canvas_format=ro.canvas_format or DEFAULT_CANVAS_FORMAT,
+        subject_box=subject_box,
+    )
 
 
 def resolve_aspect_ratio(
@@ -238,142 +354,117 @@ def _source_names(recipe: Recipe | None, n: int) -> list[str]:
     return [f"image{i + 1}" for i in range(n)]
 
 
-def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
-    """Compose the sources, render the prompt and build the request. Sends nothing.
+@dataclass
+class _Canvas:
+    """The composed sources: what the request carries and the sidecar records."""
 
-    Raises :class:`InputError` subclasses for bad images, recipes or options.
-    """
-    t0 = time.perf_counter()
-    recipe = spec.recipe
-    n = len(spec.sources)
-    if recipe is None and spec.prompt is None:
-        raise ConfigError("give a --recipe or a --prompt")
-    if recipe is not None and n and len(recipe.sources) != n:
-        raise InputError(
-            f"recipe {recipe.name!r} takes {len(recipe.sources)} image(s) "
-            f"({', '.join(recipe.sources)}), got {n}"
-        )
-    if recipe is not None and n == 0 and spec.prompt is None:
-        raise InputError(
-            f"recipe {recipe.name!r} needs {len(recipe.sources)} image(s) ({', '.join(recipe.sources)})"
-        )
-    if n > 9:
-        raise InputError(f"at most 9 images per job, got {n}")
-    subject_box = None if spec.subject_box is None else parse_box(spec.subject_box)
-    if subject_box is not None and n == 0:
-        raise InputError("--subject-box needs a target image; this job has none")
-
-    if recipe is not None:
-        prompt = recipe.render(spec.variables, spec.prompt)
-        variables = {**recipe.variables, **dict(spec.variables)}
-    else:
-        if spec.variables:
-            prompt = Recipe(
-                name="prompt", description="", sources=(), prompt=spec.prompt or ""
-            ).render(spec.variables, spec.prompt)
-        else:
-            prompt = spec.prompt or ""
-        variables = dict(spec.variables)
-    if not prompt.strip():
-        raise InputError("the prompt is empty")
-
-    ro = spec.request
-    model = resolve_model(recipe, ro.model)
-    seed = _pick(ro.seed, recipe, "request", "seed", None)
-    safety = _pick(ro.safety_tolerance, recipe, "request", "safety_tolerance", DEFAULT_SAFETY)
-    fmt = _pick(ro.output_format, recipe, "request", "output_format", DEFAULT_FORMAT)
-    fmt = "jpeg" if fmt == "jpg" else fmt
-    upsampling = bool(_pick(ro.prompt_upsampling, recipe, "request", "prompt_upsampling", False))
-    _check_request(model, safety, fmt, seed)
-    default_rule = "1:1" if n == 0 else ("match:image1" if n == 1 else "canvas")
-    if n == 0 and ro.aspect_ratio is None:
-        # Text to image: a recipe's canvas/match rule has no image to follow.
-        rule = default_rule
-    else:
-        rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
-
-    names = _source_names(recipe, n)
     composite: Composite | None = None
     canvas_bytes: bytes | None = None
-    canvas_mime = "image/png"
-    sources_info: list[dict[str, Any]] = []
-    sizes: dict[str, tuple[int, int]] = {}
-    if n:
-        co = spec.compose
-        opened: list[SourceImage] = [open_source(s) for s in spec.sources]
-        t_read = time.perf_counter()
-        labels = bool(_pick(co.labels, recipe, "compose", "labels", False))
-        composite = compose(
-            opened,
-            layout=_pick(co.layout, recipe, "compose", "layout", "auto"),
-            gutter=int(_pick(co.gutter, recipe, "compose", "gutter", 0)),
-            gutter_color=_pick(co.gutter_color, recipe, "compose", "gutter_color", None),
-            background=_pick(co.background, recipe, "compose", "background", "white"),
-            labels=labels,
-            outline=bool(_pick(co.outline, recipe, "compose", "outline", False)),
-            megapixels=float(_pick(co.megapixels, recipe, "compose", "megapixels", 1.0)),
-            upscale=bool(_pick(co.upscale, recipe, "compose", "upscale", True)),
-            names=names,
-        )
-        assert composite.image is not None
-        canvas = encode_canvas(composite.image, ro.canvas_format or DEFAULT_CANVAS_FORMAT)
-        canvas_bytes, canvas_mime = canvas.data, canvas.mime
-        for i, (src, name) in enumerate(zip(opened, names, strict=True)):
-            sizes[name] = src.size
-            sizes[str(i + 1)] = src.size
-            sources_info.append(
-                {
-                    "index": i,
-                    "name": name,
-                    "source": src.source,
-                    "sha256": src.sha256,
-                    "bytes": src.nbytes,
-                    "width": src.size[0],
-                    "height": src.size[1],
-                    "format": src.format,
-                    "orientation": src.orientation,
-                }
-            )
-        timings = {"read_s": t_read - t0, "compose_s": time.perf_counter() - t_read}
-    else:
-        timings = {}
-    aspect_ratio = resolve_aspect_ratio(rule, composite=composite, source_sizes=sizes)
+    canvas_mime: str = "image/png"
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name/position -> (w, h)
+    timings: dict[str, float] = field(default_factory=dict)
 
+
+def _compose_sources(sources: tuple[str, ...], settings: JobSettings) -> _Canvas:
+    """Read the sources and compose them into the canvas (nothing for text to image)."""
+    if not sources:
+        return _Canvas()
+    t0 = time.perf_counter()
+    names = list(settings.source_names)
+    opened: list[SourceImage] = [open_source(s) for s in sources]
+    t_read = time.perf_counter()
+    co = settings.compose
+    composite = compose(
+        opened,
+        layout=co.layout,
+        gutter=co.gutter,
+        gutter_color=co.gutter_color,
+        background=co.background,
+        labels=co.labels,
+        outline=co.outline,
+        megapixels=co.megapixels,
+        upscale=co.upscale,
+        names=names,
+    )
+    assert composite.image is not None
+    encoded = encode_canvas(composite.image, settings.canvas_format)
+    out = _Canvas(composite, encoded.data, encoded.mime)
+    for i, (src, name) in enumerate(zip(opened, names, strict=True)):
+        out.sizes[name] = src.size
+        out.sizes[str(i + 1)] = src.size
+        out.sources.append(
+            {
+                "index": i,
+                "name": name,
+                "source": src.source,
+                "sha256": src.sha256,
+                "bytes": src.nbytes,
+                "width": src.size[0],
+                "height": src.size[1],
+                "format": src.format,
+                "orientation": src.orientation,
+            }
+        )
+    out.timings = {"read_s": t_read - t0, "compose_s": time.perf_counter() - t_read}
+    return out
+
+
+def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> GenerationRequest:
+    """The backend request for a resolved, composed job."""
+    recipe = spec.recipe
+    names = list(settings.source_names)
+    composite = canvas.composite
+    aspect_ratio = resolve_aspect_ratio(
+        settings.aspect_ratio_rule, composite=composite, source_sizes=canvas.sizes
+    )
     context: dict[str, Any] = {
         "recipe": recipe.name if recipe else None,
-        "variables": variables,
+        "variables": settings.variables,
         "checks": dict(recipe.checks) if recipe else {},
         "layout": composite.to_dict() if composite else None,
         "source_names": names,
         "target": _target_name(names),
     }
-    if subject_box is not None:
-        context["subject_box"] = list(subject_box)
-    request = GenerationRequest(
-        prompt=prompt,
-        model=model,
-        input_image=canvas_bytes,
-        input_mime=canvas_mime,
+    if settings.subject_box is not None:
+        context["subject_box"] = list(settings.subject_box)
+    return GenerationRequest(
+        prompt=settings.prompt,
+        model=settings.model,
+        input_image=canvas.canvas_bytes,
+        input_mime=canvas.canvas_mime,
         aspect_ratio=aspect_ratio,
-        seed=seed,
-        safety_tolerance=safety,
-        output_format="jpeg" if fmt == "jpeg" else "png",
-        prompt_upsampling=upsampling,
+        seed=settings.seed,
+        safety_tolerance=settings.safety_tolerance,
+        output_format="jpeg" if settings.output_format == "jpeg" else "png",
+        prompt_upsampling=settings.prompt_upsampling,
         context=context,
     )
-    job_id = spec.job_id or _job_hash(recipe, request, sources_info, composite, backend_name)
-    price = pricing.price_per_call(backend_name, model)
-    timings["prepare_s"] = time.perf_counter() - t0
+
+
+def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
+    """Resolve the options, compose the sources and build the request. Sends nothing.
+
+    Raises :class:`InputError` subclasses for bad images, recipes or options.
+    """
+    t0 = time.perf_counter()
+    settings = resolve_job(spec)
+    canvas = _compose_sources(spec.sources, settings)
+    request = _build_request(spec, settings, canvas)
+    job_id = spec.job_id or _job_hash(
+        spec.recipe, request, canvas.sources, canvas.composite, backend_name
+    )
+    timings = {**canvas.timings, "prepare_s": time.perf_counter() - t0}
     return PreparedJob(
         job_id=job_id,
         spec=spec,
-        composite=composite,
-        canvas_bytes=canvas_bytes,
+        composite=canvas.composite,
+        canvas_bytes=canvas.canvas_bytes,
         request=request,
-        price_usd=price,
+        price_usd=pricing.price_per_call(backend_name, settings.model),
         backend_name=backend_name,
-        sources=sources_info,
-        aspect_ratio_rule=rule,
+        sources=canvas.sources,
+        aspect_ratio_rule=settings.aspect_ratio_rule,
         timings=timings,
     )
 
@@ -417,6 +508,14 @@ def _job_hash(
 
 
 # --------------------------------------------------------------------------- generate
+
+
+def warm_up(backend: Backend) -> None:
+    """Start the backend's one-time set-up (an SDK import, its client) on a background
+    thread, so it overlaps composing instead of delaying the first request."""
+    warm = getattr(backend, "warm_up", None)
+    if callable(warm):
+        threading.Thread(target=warm, name="fluxcompose-warm-up", daemon=True).start()
 
 
 def generate_once(

@@ -553,6 +553,27 @@ def test_cli_a_missing_image_fails_only_its_row(
     assert rerun.exit_code == 1 and json.loads(rerun.stdout)["skipped"] == 2
 
 
+def test_cli_batch_takes_the_compose_options_of_run(
+    tmp_path: Path, two_images: tuple[Path, Path]
+) -> None:
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("left,right\na.jpg,b.jpg\n")
+    out = tmp_path / "out"
+    result = invoke(
+        "batch", pairs, "-r", "side-by-side", "-o", out, "--backend", "local", "--no-compare",
+        "--layout", "vertical", "--gutter", "12", "--megapixels", "0.25", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    (output,) = json.loads(result.stdout)["outputs"]
+    sidecar = json.loads(Path(output).with_suffix(".json").read_text())
+    canvas = sidecar["canvas"]
+    assert canvas["layout"] == "vertical" and canvas["gutter"] == 12
+    # Two cells stacked: the second starts at least one gutter below the first.
+    first, second = canvas["cells"]
+    assert second["y"] - (first["y"] + first["h"]) >= 12
+    assert canvas["width"] * canvas["height"] <= 0.25 * 1024 * 1024 * 1.05
+
+
 def test_cli_hosted_run_exit_0_and_no_key_anywhere(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -581,3 +602,29 @@ def test_report_reloads_itself_only_while_the_batch_runs(tmp_path: Path) -> None
     assert 'http-equiv="refresh"' in writer.path.read_text()
     writer.write()
     assert 'http-equiv="refresh"' not in writer.path.read_text()
+
+
+def test_a_finish_that_cannot_reach_a_worker_process_is_done_in_the_thread(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+
+    from fluxcompose.batch.finish import FinishTask, finish_in_worker
+
+    prepared = run_mod.prepare_job(
+        run_mod.JobSpec(recipe=None, prompt="a finish test"), backend_name="local"
+    )
+
+    class Unpicklable(run_mod.PreparedJob):  # a local class: pickle cannot name it
+        pass
+
+    local = Unpicklable(**{f.name: getattr(prepared, f.name) for f in dataclasses.fields(prepared)})
+    output = tmp_path / f"{prepared.job_id}.png"
+    Image.new("RGB", (32, 24), (10, 200, 30)).save(output)
+    for job in (local, prepared):  # the second one does go to the worker
+        task = FinishTask(job, output, tmp_path, "local", False, None)
+        done = finish_in_worker(task, workers=1)
+        assert done.error is None and done.outcome is not None
+        sidecar = json.loads(done.outcome.sidecar_path.read_text())
+        assert sidecar["output"]["width"] == 32 and sidecar["output"]["height"] == 24
+        assert done.thumbs is not None and (tmp_path / done.thumbs["output"]).exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import re
 import threading
 import urllib.parse
@@ -124,6 +125,12 @@ class OpenAICompatBackend:
     @property
     def host(self) -> str:
         return urllib.parse.urlsplit(self.base_url).netloc or self.base_url
+
+    def warm_up(self) -> None:
+        """Import the SDK and make the client now (~0.7 s), e.g. on a thread while canvases
+        compose, so the first request does not pay for it. Errors surface on first use."""
+        with contextlib.suppress(Exception):
+            self._get_client()
 
     def _get_client(self) -> openai.OpenAI:
         # One client per backend, made on first use: importing openai takes ~0.5 s,

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
 from .. import geometry
 from ..errors import InputError, RatioError
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+    from ..recipes import Recipe
+    from ..run import ComposeOptions, RequestOptions
 
 
 class RatioType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
@@ -57,117 +64,253 @@ def is_tty_stderr() -> bool:
 
 
 # --------------------------------------------------------------------------- shared option bundles
+#
+# Each bundle adds its options to a command and hands the command one object built from
+# them (``backend``, ``request``, ``job``, ``compose``), so run and batch share the flags
+# without repeating them in their signatures.
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_Option = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _bundle(
+    target: str, names: tuple[str, ...], options: list[_Option], build: Callable[..., object]
+) -> Callable[[_F], _F]:
+    """A decorator adding ``options`` whose values (``names``) become one argument ``target``."""
+
+    def decorate(f: _F) -> _F:
+        @functools.wraps(f)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in names}
+            kwargs[target] = build(**values)
+            return f(*args, **kwargs)
+
+        command: Callable[..., Any] = wrapper
+        for opt in reversed(options):
+            command = opt(command)
+        return cast(_F, command)
+
+    return decorate
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """--backend, --api-key, --base-url and --transport as given; resolved on demand."""
+
+    name: str | None = None
+    api_key: str | None = None
+    base_url: str | None = None
+    transport: str = "generations"
+
+    def resolved_name(self) -> str:
+        """The backend that would be used (flag, else environment), without building it."""
+        from ..backends import resolve_backend_name
+
+        return resolve_backend_name(self.name)
+
+    def build(self) -> Backend:
+        """The backend object (a hosted one needs its key now)."""
+        from ..backends import make_backend
+
+        return make_backend(
+            self.resolved_name(),
+            api_key=self.api_key,
+            base_url=self.base_url,
+            transport=self.transport,
+        )
+
+
+@dataclass(frozen=True)
+class PromptOptions:
+    """--prompt, --var, --subject-box and --no-compare: what to ask for, and where and
+    whether to measure it."""
+
+    prompt: str | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    compare: bool = True
+    subject_box: tuple[float, float, float, float] | None = None
 
 
 def backend_options(f: _F) -> _F:
-    """--backend, --api-key, --base-url, --transport: which service, and how to reach it."""
+    """--backend, --api-key, --base-url, --transport -> ``backend: BackendChoice``."""
     from ..backends import BACKENDS, TRANSPORTS
 
-    for opt in reversed(
-        [
-            click.option(
-                "--backend",
-                type=click.Choice(list(BACKENDS)),
-                default=None,
-                help="local (offline preview), openai (OpenAI-compatible gateway, e.g. APIYI) "
-                "or bfl (Black Forest Labs). Default: FLUXCOMPOSE_BACKEND, else by which key is set.",
-            ),
-            click.option(
-                "--api-key",
-                default=None,
-                metavar="KEY",
-                help="Key for the hosted backend (default: FLUXCOMPOSE_API_KEY or BFL_API_KEY).",
-            ),
-            click.option(
-                "--base-url",
-                default=None,
-                metavar="URL",
-                help="API base URL (default: FLUXCOMPOSE_BASE_URL / BFL_BASE_URL, else the vendor's).",
-            ),
-            click.option(
-                "--transport",
-                type=click.Choice(list(TRANSPORTS)),
-                default="generations",
-                show_default=True,
-                help="openai backend: JSON generations or multipart edits.",
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+    options: list[_Option] = [
+        click.option(
+            "--backend",
+            type=click.Choice(list(BACKENDS)),
+            default=None,
+            help="local (offline preview), openai (OpenAI-compatible gateway, e.g. APIYI) "
+            "or bfl (Black Forest Labs). Default: FLUXCOMPOSE_BACKEND, else by which key is set.",
+        ),
+        click.option(
+            "--api-key",
+            default=None,
+            metavar="KEY",
+            help="Key for the hosted backend (default: FLUXCOMPOSE_API_KEY or BFL_API_KEY).",
+        ),
+        click.option(
+            "--base-url",
+            default=None,
+            metavar="URL",
+            help="API base URL (default: FLUXCOMPOSE_BASE_URL / BFL_BASE_URL, else the vendor's).",
+        ),
+        click.option(
+            "--transport",
+            type=click.Choice(list(TRANSPORTS)),
+            default="generations",
+            show_default=True,
+            help="openai backend: JSON generations or multipart edits.",
+        ),
+    ]
+
+    def build(
+        backend: str | None, api_key: str | None, base_url: str | None, transport: str
+    ) -> BackendChoice:
+        return BackendChoice(backend, api_key, base_url, transport)
+
+    names = ("backend", "api_key", "base_url", "transport")
+    return _bundle("backend", names, options, build)(f)
 
 
 def request_options(f: _F) -> _F:
-    """The request fields shared by run and batch; unset means the recipe's default."""
+    """The request fields shared by run and batch -> ``request: RequestOptions``.
+
+    Unset means the recipe's default.
+    """
     from ..backends.base import MODELS
 
-    for opt in reversed(
-        [
-            click.option(
-                "--model",
-                type=click.Choice(list(MODELS)),
-                default=None,
-                help="Default: the recipe's, else flux-kontext-pro.",
-            ),
-            click.option(
-                "--seed",
-                type=click.IntRange(min=0),
-                default=None,
-                help="Seed for reproducible output.",
-            ),
-            click.option(
-                "--aspect-ratio",
-                default=None,
-                metavar="W:H|canvas|match:NAME",
-                help="Output aspect ratio (3:7 to 7:3). Default: the recipe's rule.",
-            ),
-            click.option(
-                "--safety-tolerance",
-                type=click.IntRange(0, 6),
-                default=None,
-                help="0 (strict) to 6 (permissive). Default 2.",
-            ),
-            click.option("--output-format", type=click.Choice(["png", "jpeg"]), default=None),
-            click.option(
-                "--canvas-format",
-                type=click.Choice(["jpeg", "png"]),
-                default=None,
-                help="How the canvas is sent and saved: JPEG q95 4:4:4 (default) or lossless PNG.",
-            ),
-            click.option(
-                "--prompt-upsampling/--no-prompt-upsampling",
-                default=None,
-                help="Let the provider expand the prompt.",
-            ),
-            click.option(
-                "--prompt",
-                default=None,
-                metavar="TEXT",
-                help="Replace the recipe's prompt template ({variables} still work).",
-            ),
-            click.option(
-                "--var",
-                "variables",
-                multiple=True,
-                metavar="KEY=VALUE",
-                help="Set a recipe variable; repeatable.",
-            ),
-            click.option(
-                "--subject-box",
-                type=SubjectBoxType(),
-                default=None,
-                help="The chest box on the target, x0,y0,x1,y1 normalised 0..1, instead of "
-                "detecting it (a subject_box column in PAIRS does this per row).",
-            ),
-            click.option(
-                "--no-compare", is_flag=True, help="Skip comparing the output with its sources."
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+    options: list[_Option] = [
+        click.option(
+            "--model",
+            type=click.Choice(list(MODELS)),
+            default=None,
+            help="Default: the recipe's, else flux-kontext-pro.",
+        ),
+        click.option(
+            "--seed",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Seed for reproducible output.",
+        ),
+        click.option(
+            "--aspect-ratio",
+            default=None,
+            metavar="W:H|canvas|match:NAME",
+            help="Output aspect ratio (3:7 to 7:3). Default: the recipe's rule.",
+        ),
+        click.option(
+            "--safety-tolerance",
+            type=click.IntRange(0, 6),
+            default=None,
+            help="0 (strict) to 6 (permissive). Default 2.",
+        ),
+        click.option("--output-format", type=click.Choice(["png", "jpeg"]), default=None),
+        click.option(
+            "--prompt-upsampling/--no-prompt-upsampling",
+            default=None,
+            help="Let the provider expand the prompt.",
+        ),
+        click.option(
+            "--canvas-format",
+            type=click.Choice(["jpeg", "png"]),
+            default=None,
+            help="How the canvas is sent and saved: JPEG q95 4:4:4 (default) or lossless PNG.",
+        ),
+    ]
+    from ..recipes import REQUEST_KEYS  # a recipe's [request] keys: the same names
+
+    names = (*REQUEST_KEYS, "canvas_format")
+    return _bundle("request", names, options, build_request_options)(f)
+
+
+def prompt_options(f: _F) -> _F:
+    """--prompt, --var, --no-compare -> ``job: PromptOptions``."""
+    options: list[_Option] = [
+        click.option(
+            "--prompt",
+            default=None,
+            metavar="TEXT",
+            help="Replace the recipe's prompt template ({variables} still work).",
+        ),
+        click.option(
+            "--var",
+            "variables",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Set a recipe variable; repeatable.",
+        ),
+        click.option(
+            "--subject-box",
+            type=SubjectBoxType(),
+            default=None,
+            help="The chest box on the target, x0,y0,x1,y1 normalised 0..1, instead of "
+            "detecting it (a subject_box column in PAIRS does this per row).",
+        ),
+        click.option(
+            "--no-compare", is_flag=True, help="Skip comparing the output with its sources."
+        ),
+    ]
+
+    def build(
+        prompt: str | None,
+        variables: tuple[str, ...],
+        subject_box: tuple[float, float, float, float] | None,
+        no_compare: bool,
+    ) -> PromptOptions:
+        return PromptOptions(prompt, parse_variables(variables), not no_compare, subject_box)
+
+    names = ("prompt", "variables", "subject_box", "no_compare")
+    return _bundle("job", names, options, build)(f)
+
+
+def compose_options(f: _F) -> _F:
+    """The canvas options of run and batch -> ``compose: ComposeOptions``.
+
+    Unset means the recipe's default; ``fluxcompose compose`` documents each one.
+    """
+    options: list[_Option] = [
+        click.option(
+            "--layout",
+            type=click.Choice(list(geometry.LAYOUTS)),
+            default=None,
+            help="Canvas layout (default: the recipe's).",
+        ),
+        click.option(
+            "--gutter", type=click.IntRange(min=0), default=None, help="Pixels between cells."
+        ),
+        click.option(
+            "--gutter-color", default=None, help="Colour of the gutters (default: the background)."
+        ),
+        click.option("--background", default=None, help="Padding and alpha background."),
+        click.option(
+            "--labels/--no-labels",
+            default=None,
+            help='Label each cell "1", "2", ... in its corner.',
+        ),
+        click.option(
+            "--outline/--no-outline", default=None, help="Draw a thin border around each cell."
+        ),
+        click.option(
+            "--megapixels",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Canvas budget (default 1.0).",
+        ),
+        click.option(
+            "--upscale/--no-upscale",
+            default=None,
+            help="Scale small sources up to the budget (default) or keep them native.",
+        ),
+    ]
+    from ..recipes import COMPOSE_KEYS  # a recipe's [compose] keys: the same names
+
+    def build(**values: Any) -> ComposeOptions:
+        from ..run import ComposeOptions
+
+        return ComposeOptions(**values)
+
+    return _bundle("compose", COMPOSE_KEYS, options, build)(f)
 
 
 def build_request_options(
@@ -179,7 +322,7 @@ def build_request_options(
     output_format: str | None,
     prompt_upsampling: bool | None,
     canvas_format: str | None = None,
-) -> Any:
+) -> RequestOptions:
     """RequestOptions from the parsed flags; a fixed ratio is validated here, at the edge."""
     from ..run import RequestOptions
 
@@ -209,7 +352,7 @@ def parse_variables(items: tuple[str, ...]) -> dict[str, str]:
     return parse_vars(items)
 
 
-def load_recipe_arg(value: str | None) -> Any:
+def load_recipe_arg(value: str | None) -> Recipe | None:
     """A recipe by built-in name or path, or None."""
     if value is None:
         return None
@@ -218,17 +361,7 @@ def load_recipe_arg(value: str | None) -> Any:
     return load_recipe(value)
 
 
-def choose_backend(
-    backend: str | None, api_key: str | None, base_url: str | None, transport: str
-) -> Any:
-    """Resolve and build the backend; say on stderr which one is used."""
-    from ..backends import make_backend, resolve_backend_name
-
-    name = resolve_backend_name(backend)
-    return make_backend(name, api_key=api_key, base_url=base_url, transport=transport)
-
-
-def announce(backend: Any, model: str, calls: int, price_per_call: float) -> None:
+def announce(backend: Backend, model: str, calls: int, price_per_call: float) -> None:
     """One stderr line: backend, model and the estimated price; the local preview says what it is."""
     total = calls * price_per_call
     what = f"{calls} call{'s' if calls != 1 else ''}"

@@ -11,23 +11,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from .. import pricing
 from ..errors import InputError
 from ._common import (
+    BackendChoice,
+    PromptOptions,
     announce,
     backend_options,
-    build_request_options,
-    choose_backend,
+    compose_options,
     load_recipe_arg,
     notice,
-    parse_variables,
     print_json,
+    prompt_options,
     request_options,
 )
+
+if TYPE_CHECKING:
+    from ..batch import BatchSummary
+    from ..run import ComposeOptions, RequestOptions
 
 __all__ = ["batch", "redacted_command"]
 
@@ -127,6 +132,8 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 )
 @backend_options
 @request_options
+@prompt_options
+@compose_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
@@ -136,21 +143,10 @@ def batch(
     budget: float | None,
     max_attempts: int,
     retry_failed: bool,
-    backend: str | None,
-    api_key: str | None,
-    base_url: str | None,
-    transport: str,
-    model: str | None,
-    seed: int | None,
-    aspect_ratio: str | None,
-    safety_tolerance: int | None,
-    output_format: str | None,
-    canvas_format: str | None,
-    prompt_upsampling: bool | None,
-    prompt: str | None,
-    variables: tuple[str, ...],
-    subject_box: tuple[float, float, float, float] | None,
-    no_compare: bool,
+    backend: BackendChoice,
+    request: RequestOptions,
+    job: PromptOptions,
+    compose: ComposeOptions,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
@@ -171,25 +167,28 @@ def batch(
       fluxcompose batch pairs.txt -r side-by-side -o out/ --concurrency 16 --budget 5
       fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
     """
-    from ..batch import StderrProgress, run_batch
+    from ..batch import BatchConfig, StderrProgress, run_batch
     from ..pairs import read_pairs
-    from ..run import ComposeOptions, resolve_model
+    from ..run import resolve_model
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    recipe_obj = load_recipe_arg(recipe)
-    request = build_request_options(
-        model=model,
-        seed=seed,
-        aspect_ratio=aspect_ratio,
-        safety_tolerance=safety_tolerance,
-        output_format=output_format,
-        canvas_format=canvas_format,
-        prompt_upsampling=prompt_upsampling,
+    config = BatchConfig(
+        recipe=load_recipe_arg(recipe),
+        request_options=request,
+        compose_options=compose,
+        prompt=job.prompt,
+        variables=job.variables,
+        concurrency=concurrency,
+        budget_usd=budget,
+        max_attempts=max_attempts,
+        retry_failed=retry_failed,
+        compare=job.compare,
+        subject_box=job.subject_box,
     )
-    backend_obj = choose_backend(backend, api_key, base_url, transport)
-    chosen_model = resolve_model(recipe_obj, model)
+    backend_obj = backend.build()
+    chosen_model = resolve_model(config.recipe, request.model)
     announce(
         backend_obj,
         chosen_model,
@@ -198,25 +197,14 @@ def batch(
     )
     stop = threading.Event()
     with _stop_on_signals(stop):
-        summary: dict[str, Any] = dict(
-            run_batch(
-                parsed,
-                recipe_obj,
-                outdir,
-                backend=backend_obj,
-                request_options=request,
-                compose_options=ComposeOptions(),
-                prompt=prompt,
-                variables=parse_variables(variables),
-                concurrency=concurrency,
-                budget_usd=budget,
-                max_attempts=max_attempts,
-                retry_failed=retry_failed,
-                compare=not no_compare,
-                progress=StderrProgress(),
-                stop_event=stop,
-                subject_box=subject_box,
-            )
+        summary = run_batch(
+            parsed,
+            None,
+            outdir,
+            backend=backend_obj,
+            config=config,
+            progress=StderrProgress(),
+            stop_event=stop,
         )
     if as_json:
         print_json(summary)
@@ -232,7 +220,7 @@ def batch(
     return 0
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def _print_summary(summary: BatchSummary) -> None:
     notice(
         f"fluxcompose: {summary['done']}/{summary['jobs']} done"
         f" ({summary['skipped']} already done before this run), {summary['failed']} failed,"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -12,16 +12,20 @@ from ..backends import BACKENDS
 from ..backends.base import MODELS
 from ..errors import ChecksFailed, InputError
 from ._common import (
+    BackendChoice,
+    PromptOptions,
     announce,
     backend_options,
-    build_request_options,
-    choose_backend,
+    compose_options,
     load_recipe_arg,
     notice,
-    parse_variables,
     print_json,
+    prompt_options,
     request_options,
 )
+
+if TYPE_CHECKING:
+    from ..run import ComposeOptions, RequestOptions
 
 
 @click.command("run")
@@ -43,14 +47,8 @@ from ._common import (
 )
 @backend_options
 @request_options
-@click.option(
-    "--layout",
-    type=click.Choice(["auto", "horizontal", "vertical", "grid"]),
-    default=None,
-    help="Canvas layout (default: the recipe's).",
-)
-@click.option("--gutter", type=click.IntRange(min=0), default=None, help="Pixels between cells.")
-@click.option("--megapixels", type=float, default=None, help="Canvas budget (default 1.0).")
+@prompt_options
+@compose_options
 @click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
 @click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
 @click.option(
@@ -63,24 +61,10 @@ def run_cmd(
     images: tuple[str, ...],
     recipe: str | None,
     outdir: Path,
-    backend: str | None,
-    api_key: str | None,
-    base_url: str | None,
-    transport: str,
-    model: str | None,
-    seed: int | None,
-    aspect_ratio: str | None,
-    safety_tolerance: int | None,
-    output_format: str | None,
-    canvas_format: str | None,
-    prompt_upsampling: bool | None,
-    prompt: str | None,
-    variables: tuple[str, ...],
-    subject_box: tuple[float, float, float, float] | None,
-    no_compare: bool,
-    layout: str | None,
-    gutter: int | None,
-    megapixels: float | None,
+    backend: BackendChoice,
+    request: RequestOptions,
+    job: PromptOptions,
+    compose: ComposeOptions,
     strict: bool,
     dry_run: bool,
     as_json: bool,
@@ -97,30 +81,19 @@ def run_cmd(
       fluxcompose run --prompt "a red fox in snow" --aspect-ratio 16:9 --output-format jpeg
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
     """
-    from ..run import ComposeOptions, JobSpec, complete_job, prepare_job
+    from ..run import JobSpec, complete_job, prepare_job, warm_up
 
-    recipe_obj = load_recipe_arg(recipe)
     spec = JobSpec(
-        recipe=recipe_obj,
+        recipe=load_recipe_arg(recipe),
         sources=tuple(images),
-        prompt=prompt,
-        variables=parse_variables(variables),
-        request=build_request_options(
-            model=model,
-            seed=seed,
-            aspect_ratio=aspect_ratio,
-            safety_tolerance=safety_tolerance,
-            output_format=output_format,
-            canvas_format=canvas_format,
-            prompt_upsampling=prompt_upsampling,
-        ),
-        compose=ComposeOptions(layout=layout, gutter=gutter, megapixels=megapixels),
-        subject_box=subject_box,
+        prompt=job.prompt,
+        variables=job.variables,
+        request=request,
+        compose=compose,
+        subject_box=job.subject_box,
     )
     if dry_run:
-        from ..backends import resolve_backend_name
-
-        name = resolve_backend_name(backend)
+        name = backend.resolved_name()
         prepared = prepare_job(spec, backend_name=name)
         described = prepared.describe()
         notice(
@@ -135,14 +108,15 @@ def run_cmd(
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
-    backend_obj = choose_backend(backend, api_key, base_url, transport)
+    backend_obj = backend.build()
+    warm_up(backend_obj)  # the SDK's import and set-up, while the canvas composes
     prepared = prepare_job(spec, backend_name=backend_obj.name)
     announce(backend_obj, prepared.request.model, 1, prepared.price_usd)
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
         notice(f"attempt {attempt} failed ({' '.join(str(exc).split())}); retrying in {delay:.1f}s")
 
-    outcome = complete_job(prepared, backend_obj, outdir, compare=not no_compare, on_retry=on_retry)
+    outcome = complete_job(prepared, backend_obj, outdir, compare=job.compare, on_retry=on_retry)
     if as_json:
         print_json(outcome.sidecar)
     notice(f"wrote {outcome.output_path}")
@@ -157,10 +131,10 @@ def run_cmd(
             )
         notice(f"warning: {compare_error}")
     elif outcome.checks_passed is False:
-        failed = [
-            k for k, v in (outcome.metrics or {}).get("checks", {}).items() if not v.get("pass")
-        ]
-        message = f"recipe checks failed: {', '.join(failed)}"
+        from ..compare import checks_verdict
+
+        checks = (outcome.metrics or {}).get("checks", {})
+        message = checks_verdict(checks) or "recipe checks failed"
         if strict:
             raise ChecksFailed(message, job_id=outcome.job_id)
         notice(f"warning: {message} (see {outcome.sidecar_path.name})")

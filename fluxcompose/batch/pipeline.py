@@ -1,0 +1,390 @@
+"""The pipeline: each job runs start to end on one worker thread.
+
+::
+
+    worker thread, one job at a time:
+        prepare (compose)   ─ at most one per core at once       (``cpu`` semaphore)
+        submit, wait, download ─ at most ``concurrency`` at once (``network`` semaphore)
+        finish (compare, sheet, sidecar, thumbnails) ─ in a worker process
+
+There are twice as many threads as network slots, so while ``concurrency`` jobs wait
+on the network the others compose the next jobs or finish the last ones: a freed
+slot is taken at once by a job that is ready. Memory stays bounded by the thread
+count (a prepared job holds its canvas). Every state change is committed to the
+journal before the next step; the budget is reserved before a job goes on the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorKind, GenerationError, InputError, PermanentError, error_kind
+from ..journal import JobState, Journal
+from ..run import PreparedJob, generate_with_retries, prepare_job, save_result
+from .config import BatchConfig
+from .finish import FinishTask, finish_in_worker, one_line, start_workers
+from .plan import Action, WorkItem, decide, image_ok, provisional_id
+from .progress import Ledger, ProgressReporter
+
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+
+__all__ = ["Pipeline"]
+
+_EPS = 1e-9  # dollars: 3 x 0.035 must fit a 0.105 budget despite float rounding
+
+
+@dataclass
+class _Job:
+    """One row's job on its worker thread."""
+
+    item: WorkItem
+    job_id: str | None = None  # known once composed (or once it failed to compose)
+    reserved: float = 0.0  # USD held against the budget while the job runs
+    timings: dict[str, float] = field(default_factory=dict)  # stage seconds, for the journal
+
+
+@dataclass
+class _Ready:
+    """A composed job, cleared to go: to the network, or straight to finishing."""
+
+    prepared: PreparedJob
+    resume_task_id: str | None = None  # poll this task instead of submitting
+    saved: Path | None = None  # paid for and downloaded by an earlier run
+    cost_recorded: bool = False  # the journal already counts this job's price
+
+
+class Pipeline:
+    """One batch run's workers and the state they share (behind ``_lock``)."""
+
+    def __init__(
+        self,
+        cfg: BatchConfig,
+        *,
+        backend: Backend,
+        outdir: Path,
+        ledger: Ledger,
+        concurrency: int,
+        progress: ProgressReporter | None,
+        stop: threading.Event,
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.outdir = outdir
+        self.ledger = ledger
+        self.journal: Journal = ledger.journal
+        self.concurrency = concurrency
+        self.progress = progress
+        self.stop = stop
+        cores = max(1, min(os.cpu_count() or 1, 8))
+        # Comparing and drawing the sheet hold the interpreter lock for long stretches: they
+        # go to worker processes. Without them a finish is a few file writes (and thumbnails,
+        # decoded at reduced scale), cheaper here than the processes' start and the transfer.
+        self.finish_workers = min(cores, 4) if cfg.compare else 0
+        self.network = threading.BoundedSemaphore(concurrency)
+        self.cpu = threading.BoundedSemaphore(cores)
+        self._lock = threading.Lock()  # guards the rows iterator and the budget below
+        self._rows: Iterator[WorkItem] = iter(())
+        self.reserved_usd = 0.0
+        self.budget_stopped = False
+
+    def say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.message(text)
+
+    # -- the run ------------------------------------------------------------------
+
+    def run(self, items: list[WorkItem], tick: Callable[[], None]) -> None:
+        """Run ``items`` on ``2 x concurrency`` threads; call ``tick`` while waiting."""
+        self._rows = iter(items)
+        if items:
+            start_workers(self.finish_workers)
+        threads = [
+            threading.Thread(target=self._worker, name=f"fluxcompose-job{i}", daemon=True)
+            for i in range(min(2 * self.concurrency, len(items)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                try:
+                    t.join(timeout=0.2)
+                    tick()
+                except KeyboardInterrupt:
+                    # No signal handler installed (library use): stop submitting, drain.
+                    self.stop.set()
+                    self.say(
+                        "fluxcompose: interrupted: finishing the jobs in flight"
+                        " (Ctrl-C again to quit now)"
+                    )
+
+    def _next(self) -> WorkItem | None:
+        with self._lock:
+            if self.stop.is_set() or self.budget_stopped:
+                return None  # the rest stay pending for the next run
+            return next(self._rows, None)
+
+    def _worker(self) -> None:
+        while (item := self._next()) is not None:
+            job = _Job(item)
+            try:
+                self._job(job)
+            except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
+                self._crashed(job, exc)
+            finally:
+                with self._lock:
+                    self.reserved_usd -= job.reserved
+
+    def _job(self, job: _Job) -> None:
+        """One job, start to end."""
+        ready = self._prepare(job)
+        if ready is None:
+            return
+        if ready.saved is not None:
+            self._reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
+            output, task_id = ready.saved, ready.resume_task_id
+        else:
+            got = self._network(job, ready)
+            if got is None:
+                return
+            output, task_id = got
+        self._finish(job, ready, output, task_id)
+
+    def _crashed(self, job: _Job, exc: BaseException) -> None:
+        """Anything unexpected fails this job only."""
+        item, job_id = job.item, job.job_id
+        if job_id is None:
+            job_id = provisional_id(item.row.line, item.row_key)
+            self.ledger.claim(job_id, item.row.line, planned=True)
+        with contextlib.suppress(Exception):
+            self.journal.ensure(job_id, line=item.row.line, row_key=item.row_key)
+            self.journal.mark_failed(
+                job_id, f"line {item.row.line}: {one_line(exc)}", kind=error_kind(exc)
+            )
+        self.ledger.set_state(job_id, JobState.FAILED, finished=True)
+
+    # -- prepare: compose, learn the job id, and route the job ----------------------
+
+    def _prepare(self, job: _Job) -> _Ready | None:
+        item = job.item
+        row = item.row
+        try:
+            with self.cpu:
+                t = time.perf_counter()
+                prepared = prepare_job(item.spec, backend_name=self.backend.name)
+                job.timings["prepare_s"] = time.perf_counter() - t
+        except (InputError, OSError, ValueError) as exc:
+            job_id = job.job_id = row.id or provisional_id(row.line, item.row_key)
+            if self.ledger.claim(job_id, row.line, planned=True) is not None:
+                return None
+            self.journal.ensure(
+                job_id,
+                line=row.line,
+                row_key=item.row_key,
+                prompt=row.prompt,
+                sources=[{"source": s} for s in row.sources],
+            )
+            self.journal.mark_failed(
+                job_id, f"line {row.line}: {one_line(exc)}", kind=error_kind(exc)
+            )
+            self.ledger.set_state(job_id, JobState.FAILED, finished=True)
+            return None
+        job_id = job.job_id = prepared.job_id
+        first = self.ledger.claim(job_id, row.line, planned=True)
+        if first is not None:
+            self.say(f"fluxcompose: line {row.line}: same job as line {first}, not run twice")
+            return None
+        request = prepared.request
+        # One statement records the job (if new) and returns its row; a row it just made is
+        # pending with no task id, which decide() treats exactly like no row at all.
+        prev = self.journal.ensure(
+            job_id,
+            line=row.line,
+            row_key=item.row_key,
+            backend=self.backend.name,
+            model=request.model,
+            price_usd=float(prepared.price_usd),
+            prompt=request.prompt,
+            sources=list(prepared.sources),
+        )
+        action = decide(prev, retry_failed=self.cfg.retry_failed, resumable=self.backend.resumable)
+        if action in (Action.SKIP, Action.KEEP_FAILED):
+            self.ledger.set_state(job_id, prev.state, skipped=action is Action.SKIP)
+            return None
+        failed = prev.state == JobState.FAILED
+        saved = prev.state == JobState.DOWNLOADED or (
+            failed and prev.error_kind == ErrorKind.OUTPUT
+        )
+        if saved and image_ok(prev.output_path):
+            # Paid for and saved, but not finished: finish it, no network needed. A job that
+            # failed while finishing already has its price in the journal.
+            self.journal.mark_downloaded(job_id, str(prev.output_path))
+            self.ledger.set_state(job_id, JobState.DOWNLOADED)
+            return _Ready(prepared, prev.task_id, Path(str(prev.output_path)), cost_recorded=failed)
+        resume = prev.task_id if action is Action.RESUME else None
+        if failed:
+            if resume is not None:
+                self.journal.mark_submitted(job_id, resume)
+            else:
+                self.journal.mark_pending(job_id)
+        self.ledger.set_state(job_id, JobState.SUBMITTED if resume else JobState.PENDING)
+        return _Ready(prepared, resume)
+
+    # -- network: submit (or poll a stored task), wait, download at once -------------
+
+    def _reserve(self, job: _Job, price: float, *, force: bool) -> bool:
+        """Reserve ``price`` USD for a job about to start; False when it must not start.
+
+        ``force`` reserves without checking: for work already paid (a resumed task).
+        """
+        announce = None
+        with self._lock:
+            if not force and (self.budget_stopped or self.stop.is_set()):
+                return False
+            budget = self.cfg.budget_usd
+            if not force and budget is not None:
+                committed = self.journal.spent_usd() + self.reserved_usd
+                if committed + price > budget + _EPS:
+                    self.budget_stopped = True
+                    announce = (
+                        f"fluxcompose: budget ${budget:.3f} reached (${committed:.3f}"
+                        f" spent or in flight, the next job costs ${price:.3f}): not starting"
+                        " more jobs. Raise --budget and run the same command to continue."
+                    )
+            if announce is None:
+                self.reserved_usd += price
+                job.reserved += price
+        if announce is not None:
+            self.say(announce)
+            return False
+        return True
+
+    def _network(self, job: _Job, ready: _Ready) -> tuple[Path, str | None] | None:
+        """The paid part; None when the job did not reach a result (it stays journaled)."""
+        with self.network:
+            got = self._generate(job, ready)
+        if got is None:
+            return None
+        output, task_id, attempts, started_at = got
+        # After the slot is freed: the next job need not wait for this commit.
+        self.journal.mark_downloaded(
+            ready.prepared.job_id, output, attempts=attempts, started_at=started_at
+        )
+        self.ledger.set_state(ready.prepared.job_id, JobState.DOWNLOADED)
+        return output, task_id
+
+    def _generate(self, job: _Job, ready: _Ready) -> tuple[Path, str | None, int, float] | None:
+        """Submit (or poll a stored task), wait, download at once; holds a network slot.
+
+        Returns (output, task id, attempts not yet journaled, start time), or None when
+        the job must not start (stop, budget) or failed (journaled here).
+        """
+        prepared = ready.prepared
+        job_id = prepared.job_id
+        resuming = ready.resume_task_id is not None
+        if self.stop.is_set() or not self._reserve(job, float(prepared.price_usd), force=resuming):
+            return None  # stays pending (or submitted) for the next run
+        self.ledger.network(+1, submitted=not resuming)
+        # The attempt count and start time ride on the next write (no extra commit on the
+        # submission path); ``uncounted`` holds what is not yet in the journal.
+        started_at = time.time()
+        uncounted = 1
+
+        def on_submitted(task_id: str) -> None:
+            nonlocal uncounted
+            # Committed before any polling: a kill now resumes by this id.
+            n, uncounted = uncounted, 0
+            self.journal.mark_submitted(job_id, task_id, attempts=n, started_at=started_at)
+            self.ledger.set_state(job_id, JobState.SUBMITTED)
+
+        def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
+            nonlocal uncounted
+            n, uncounted = uncounted, 1  # the next attempt is counted later
+            self.journal.note_retry(
+                job_id, one_line(exc), kind=error_kind(exc), attempts=n, started_at=started_at
+            )
+
+        try:
+            t = time.perf_counter()
+            result = generate_with_retries(
+                self.backend,
+                prepared,
+                max_attempts=self.cfg.max_attempts,
+                on_submitted=on_submitted,
+                resume_task_id=ready.resume_task_id,
+                stop=self.stop,
+                on_retry=on_retry,
+            )
+            job.timings["generate_s"] = time.perf_counter() - t
+            t = time.perf_counter()
+            output = save_result(prepared, result, self.outdir)
+            job.timings["download_s"] = time.perf_counter() - t
+        except GenerationError as exc:
+            self._network_failed(job, exc, uncounted, started_at)
+            return None
+        finally:
+            self.ledger.network(-1)
+        return output, result.task_id or ready.resume_task_id, uncounted, started_at
+
+    def _network_failed(
+        self, job: _Job, exc: GenerationError, attempts: int, started_at: float
+    ) -> None:
+        job_id = job.job_id
+        assert job_id is not None
+        message = f"line {job.item.row.line}: {one_line(exc)}"
+        kind = error_kind(exc)
+        if self.stop.is_set() and not isinstance(exc, PermanentError):
+            # Interrupted between attempts: not a failure, the next run carries on.
+            self.journal.note_error(
+                job_id, message, kind=kind, attempts=attempts, started_at=started_at
+            )
+            prev = self.journal.get(job_id)
+            self.ledger.set_state(job_id, prev.state if prev else JobState.PENDING)
+            return
+        self.journal.mark_failed(
+            job_id, message, kind=kind, attempts=attempts, started_at=started_at
+        )
+        self.ledger.set_state(job_id, JobState.FAILED, finished=True)
+        self.say(f"fluxcompose: job {job_id} failed: {message}")
+
+    # -- finish: in a worker process, then done -------------------------------------
+
+    def _finish(self, job: _Job, ready: _Ready, output: Path, task_id: str | None) -> None:
+        prepared = ready.prepared
+        job_id = prepared.job_id
+        task = FinishTask(
+            prepared,
+            output,
+            self.outdir,
+            self.backend.name,
+            self.cfg.compare,
+            task_id,
+            dict(job.timings),
+        )
+        done = finish_in_worker(task, workers=self.finish_workers)
+        price = 0.0 if ready.cost_recorded else float(prepared.price_usd)
+        if done.outcome is None:
+            self.journal.mark_failed(
+                job_id, f"line {job.item.row.line}: {done.error}", kind=done.kind, cost_usd=price
+            )
+            self.ledger.set_state(job_id, JobState.FAILED, finished=True)
+            return
+        outcome = done.outcome
+        self.journal.mark_done(
+            job_id,
+            output_path=outcome.output_path,
+            cost_usd=0.0 if ready.cost_recorded else float(outcome.cost_usd),
+            sidecar_path=outcome.sidecar_path,
+            metrics=outcome.metrics,
+            checks_passed=outcome.checks_passed,
+            timings={**job.timings, "finish_s": done.finish_s},
+            thumbs=done.thumbs,
+        )
+        self.ledger.set_state(job_id, JobState.DONE, finished=True)
