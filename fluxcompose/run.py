@@ -93,6 +93,12 @@ class RequestOptions:
     output_format: str | None = None  # "png" | "jpeg"
     prompt_upsampling: bool | None = None
     canvas_format: str | None = None  # how the canvas is sent: "jpeg" (default) | "png"
+    # FLUX.2 and native multi-reference (DESIGN.md section 11); None: the model's default.
+    references: str | None = None  # "stitched" | "separate"
+    reference_megapixels: float | None = None  # each separate reference at most this (1.0)
+    megapixels: float | None = None  # FLUX.2 output size budget (1.0)
+    steps: int | None = None  # flux-2-flex: 1..50
+    guidance: float | None = None  # flux-2-flex: 1.5..10
 
 
 @dataclass(frozen=True)

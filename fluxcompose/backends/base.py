@@ -40,11 +40,16 @@ OutputFormat = Literal["png", "jpeg"]
 class GenerationRequest:
     """What is sent to a backend.
 
-    ``input_image`` is the canvas as PNG or JPEG bytes (``None`` for
-    text-to-image); ``input_mime`` says which. ``aspect_ratio`` is ``W:H``
-    inside 3:7..7:3. ``seed`` is ``None`` to let the provider choose.
-    ``context`` carries what the local backend needs to imitate the recipe
-    (recipe name, variables, the canvas layout); hosted backends ignore it.
+    ``input_image`` is the canvas (stitched) or the first reference (separate) as PNG or
+    JPEG bytes (``None`` for text-to-image); ``input_mime`` says which. ``more_images``
+    are references 2..N in order, each ``(bytes, mime)``: ``input_image_2`` ... on the
+    wire (DESIGN.md section 11). ``aspect_ratio`` is ``W:H`` inside 3:7..7:3 (Kontext's
+    size field); ``width``/``height`` are the output size in pixels for models that take
+    a size instead (FLUX.2: multiples of 16, 64 to 4 MP). ``steps`` (1..50) and
+    ``guidance`` (1.5..10) are flux-2-flex's. ``seed`` is ``None`` to let the provider
+    choose. ``context`` carries what the local backend needs to imitate the recipe
+    (recipe name, variables, the canvas layout or the references' names); hosted
+    backends ignore it.
     """
 
     prompt: str
@@ -57,13 +62,29 @@ class GenerationRequest:
     output_format: OutputFormat = "png"
     prompt_upsampling: bool = False
     context: dict[str, Any] = field(default_factory=dict, compare=False)
+    more_images: tuple[tuple[bytes, str], ...] = ()
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
 
     def describe(self) -> dict[str, Any]:
-        """The request as JSON-safe data with the image elided (for --dry-run and sidecars)."""
+        """The request as JSON-safe data with the images elided (for --dry-run and sidecars).
+
+        Fields added for FLUX.2 (``more_images``, ``width``, ``height``, ``steps``,
+        ``guidance``) appear only when set, so a Kontext request reads (and hashes into a
+        job id) as it always did.
+        """
         data = asdict(self)
         data.pop("context", None)
         img = data.pop("input_image")
         data["input_image"] = None if img is None else f"<{self.input_mime}, {len(img)} bytes>"
+        more = data.pop("more_images")
+        if more:
+            data["more_images"] = [f"<{mime}, {len(b)} bytes>" for b, mime in self.more_images]
+        for key in ("width", "height", "steps", "guidance"):
+            if data[key] is None:
+                del data[key]
         return data
 
 
