@@ -17,6 +17,7 @@ import click
 
 from .. import pricing
 from ..errors import InputError
+from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
     PromptOptions,
@@ -134,6 +135,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @request_options
 @prompt_options
 @compose_options
+@candidate_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
@@ -147,6 +149,8 @@ def batch(
     request: RequestOptions,
     job: PromptOptions,
     compose: ComposeOptions,
+    candidates: int,
+    stop_on_pass: bool,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
@@ -186,13 +190,15 @@ def batch(
         retry_failed=retry_failed,
         compare=job.compare,
         subject_box=job.subject_box,
+        candidates=candidates,
+        stop_on_pass=stop_on_pass,
     )
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
     announce(
         backend_obj,
         chosen_model,
-        len(parsed),
+        len(parsed) * candidates,
         pricing.price_per_call(backend_obj.name, chosen_model),
     )
     stop = threading.Event()
