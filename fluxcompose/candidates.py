@@ -118,9 +118,7 @@ class CandidateHooks:
 
     reserve: Callable[[float, bool], bool] = lambda price, force: True
     release: Callable[[float], None] = lambda price: None
-    network: contextlib.AbstractContextManager[Any] = field(
-        default_factory=contextlib.nullcontext
-    )
+    network: contextlib.AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
     finish: FinishFn | None = None
     stop: threading.Event | None = None
     on_retry: Callable[[int, BaseException, float], None] | None = None
@@ -333,8 +331,10 @@ def _generate(
                 output = save_result(cjob, result, cdir)
                 t2 = time.perf_counter()
             except GenerationError as exc:
-                if hooks.stop is not None and hooks.stop.is_set() and not isinstance(
-                    exc, PermanentError
+                if (
+                    hooks.stop is not None
+                    and hooks.stop.is_set()
+                    and not isinstance(exc, PermanentError)
                 ):
                     rec.update(c.index, error=str(exc)[:500], error_kind=error_kind(exc))
                     return exc
