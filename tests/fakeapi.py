@@ -219,6 +219,11 @@ class FakeAPI:
         self._poll_script: deque[Scripted] = deque()
         self._tasks: dict[str, _Task] = {}
         self._results: dict[str, _Stored] = {}
+        # --- issue 11 (candidates and A/B): a scriptable result ----------------------
+        # ``result_hook(model, fields, image, output_format) -> image`` rewrites every
+        # rendered result, so a test can make outputs depend on the seed and the model.
+        self.result_hook: Callable[[str, dict[str, Any], bytes, str], bytes] | None = None
+        # --- end issue 11 ------------------------------------------------------------
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -341,6 +346,14 @@ class FakeAPI:
     def _new_id(self) -> str:
         with self._lock:
             return f"task-{next(self._ids):06d}"
+
+    # --- issue 11 (candidates and A/B) ------------------------------------------------
+    def _issue11_result(self, model: str, fields: dict[str, Any], data: bytes, fmt: str) -> bytes:
+        """The rendered result after ``result_hook`` (unchanged without one)."""
+        hook = self.result_hook
+        return data if hook is None else hook(model, fields, data, fmt)
+
+    # --- end issue 11 --------------------------------------------------------------------
 
     def _bill(self) -> None:
         with self._lock:
@@ -519,6 +532,7 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = str(fields.get("output_format", "png"))
         try:
             data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
+            data = fake._issue11_result(str(fields.get("model", "")), fields, data, fmt)
         except Exception as exc:  # a bad ratio or image is the client's fault
             self._error(
                 rec, "openai", Scripted(400, code="invalid_request", message=f"bad request: {exc}")
@@ -574,6 +588,7 @@ class _Handler(BaseHTTPRequestHandler):
         fmt = str(fields.get("output_format", "png"))
         try:
             data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
+            data = fake._issue11_result(model, fields, data, fmt)
         except Exception as exc:
             self._json(rec, 422, {"detail": f"bad request: {exc}"})
             return
