@@ -167,7 +167,9 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     denom = 1.0 + z2 / n
     centre = (p + z2 / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    lo = 0.0 if k == 0 else max(0.0, centre - half)  # exact at the ends (no rounding above 0)
+    hi = 1.0 if k == n else min(1.0, centre + half)
+    return lo, hi
 
 
 def sign_test(wins: int, losses: int) -> float:
