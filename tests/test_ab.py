@@ -249,3 +249,29 @@ def test_sigkill_mid_ab_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
         assert (cmp["wins"], cmp["losses"], cmp["ties"]) == (0, n, 0)
         assert cmp["sign_test_p"] == pytest.approx(2 / 2**n)
         assert KEY not in second.stderr and KEY not in second.stdout
+
+
+def test_the_local_page_says_the_arms_differ_only_in_price(tmp_path: Path) -> None:
+    from fluxcompose.ab_report import render_ab_html
+
+    arm = {
+        "metrics": {"ssim": {"mean": 0.9, "n": 1}},
+        "jobs": 1, "done": 1, "passed": 1, "pass_rate": 1.0, "pass_rate_ci95": [0.2, 1.0],
+        "cost_usd": 0.0, "cost_per_passing_usd": 0.0, "median_generate_s": 0.5,
+        "references": None,
+    }  # fmt: skip
+    doc = {
+        "pairs_file": "pairs.csv",
+        "backend": "local",
+        "offline_demo": True,
+        "arms": [
+            {**arm, "name": "k", "model": PRO, "official_usd_per_call": 0.04},
+            {**arm, "name": "m<x>", "model": MAX, "official_usd_per_call": 0.08},
+        ],
+        "comparisons": [],
+        "pairs": [],
+    }
+    page = render_ab_html(tmp_path, doc)
+    assert "the arms differ only in price" in page
+    assert "$0.040 per call" in page and "$0.080 per call" in page
+    assert "m&lt;x&gt;" in page and "m<x>" not in page
