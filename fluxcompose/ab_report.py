@@ -22,9 +22,9 @@ _CSS = """
 body{font:14px/1.4 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5em;color:#222;background:#fafafa}
 h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.2em 0 .4em}
 .note{padding:.6em 1em;background:#fff7d6;border:1px solid #e6d38a;border-radius:6px;margin:.6em 0}
-table{border-collapse:collapse;background:#fff;margin-bottom:1em}
-th,td{border-bottom:1px solid #e4e4e4;padding:6px 8px;text-align:left;vertical-align:top}
-th{background:#f0f0f0}
+table{border-collapse:collapse;background:#fff;margin-bottom:1em;max-width:100%}
+th,td{border-bottom:1px solid #e4e4e4;padding:5px 6px;text-align:left;vertical-align:top}
+th{background:#f0f0f0;font-size:.9em}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 img{max-width:220px;max-height:220px;display:block;border:1px solid #ccc;background:#eee}
 .srcs{display:flex;gap:4px}.srcs img{max-width:90px;max-height:90px}
@@ -70,7 +70,7 @@ def _arms_table(doc: Mapping[str, Any]) -> str:
     head = (
         "<tr><th>arm</th><th>model</th><th>references</th><th>jobs</th><th>done</th>"
         "<th>pass rate</th><th>95 % Wilson</th>"
-        + "".join(f"<th>mean {_e(m)}</th>" for m in metric_names)
+        + "".join(f"<th>mean {_e(m.replace('_', ' '))}</th>" for m in metric_names)
         + "<th>cost</th><th>cost per passing output</th><th>median generation</th></tr>"
     )
     rows = []

@@ -607,7 +607,14 @@ class Journal:
                 self._db.execute(
                     "UPDATE candidates SET state = ?, output_path = ?, cost_usd = cost_usd + ?,"
                     " error = NULL, error_kind = NULL, updated_at = ? WHERE job_id = ? AND idx = ?",
-                    (JobState.DOWNLOADED.value, str(output_path), float(cost_usd), now, job_id, idx),
+                    (
+                        JobState.DOWNLOADED.value,
+                        str(output_path),
+                        float(cost_usd),
+                        now,
+                        job_id,
+                        idx,
+                    ),
                 )
                 self._db.execute(
                     "UPDATE jobs SET cost_usd = cost_usd + ?, updated_at = ? WHERE job_id = ?",

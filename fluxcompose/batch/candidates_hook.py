@@ -9,8 +9,6 @@ every candidate is settled, then becomes ``done`` with the chosen candidate's me
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +30,6 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
     prepared = ready.prepared
     job_id = prepared.job_id
     thumbs: dict[str, Any] = {}
-    started = {"network": False}
 
     def reserve(price: float, force: bool) -> bool:
         return pipe._reserve(job, price, force=force)
@@ -41,17 +38,6 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
         with pipe._lock:
             pipe.reserved_usd -= price
             job.reserved -= price
-
-    @contextlib.contextmanager
-    def network() -> Iterator[None]:
-        with pipe.network:
-            pipe.ledger.network(+1, submitted=not started["network"])
-            started["network"] = True
-            pipe.ledger.set_state(job_id, JobState.SUBMITTED)
-            try:
-                yield
-            finally:
-                pipe.ledger.network(-1)
 
     def finish(
         cjob: PreparedJob, output: Path, cdir: Path, task_id: str | None, timings: dict[str, float]
@@ -65,18 +51,10 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
         thumbs[cjob.job_id] = (done.thumbs or {}).get("output")
         return done.outcome
 
-    class _Network:
-        def __enter__(self) -> None:
-            self._cm = network()
-            self._cm.__enter__()
-
-        def __exit__(self, *exc: Any) -> None:
-            self._cm.__exit__(*exc)
-
     hooks = CandidateHooks(
         reserve=reserve,
         release=release,
-        network=_Network(),
+        network=_NetworkSlot(pipe, job_id),
         finish=finish,
         stop=pipe.stop,
     )
@@ -115,6 +93,23 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
         thumbs=_thumbs(pipe, prepared, outcome, cands, thumbs),
     )
     pipe.ledger.set_state(job_id, JobState.DONE, finished=True)
+
+
+class _NetworkSlot:
+    """Entered around each candidate's generation: a network slot, counted in the progress."""
+
+    def __init__(self, pipe: Pipeline, job_id: str) -> None:
+        self.pipe, self.job_id, self.started = pipe, job_id, False
+
+    def __enter__(self) -> None:
+        self.pipe.network.acquire()
+        self.pipe.ledger.network(+1, submitted=not self.started)  # the job counts once
+        self.started = True
+        self.pipe.ledger.set_state(self.job_id, JobState.SUBMITTED)
+
+    def __exit__(self, *exc: object) -> None:
+        self.pipe.ledger.network(-1)
+        self.pipe.network.release()
 
 
 def _timings(cands: list[Candidate]) -> dict[str, Any]:
