@@ -1,4 +1,4 @@
-"""``fluxcompose run`` (one job) and ``fluxcompose cost``."""
+"""``fluxcompose run``: one job."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import pricing
-from ..backends import BACKENDS
-from ..backends.base import MODELS
 from ..errors import ChecksFailed, InputError
 from ._common import (
     BackendChoice,
@@ -168,38 +165,3 @@ def _print_dry_run(described: dict[str, Any]) -> None:
     rows.append(("prompt", req["prompt"]))
     for key, value in rows:
         click.echo(f"{key + ':':<19}{value}")
-
-
-@click.command("cost")
-@click.argument("calls", type=click.IntRange(min=0))
-@click.option(
-    "--model", type=click.Choice(list(MODELS)), default="flux-kontext-pro", show_default=True
-)
-@click.option(
-    "--backend",
-    type=click.Choice(list(BACKENDS)),
-    default=None,
-    help="Default: the one that would be used (by which key is set).",
-)
-@click.option("--json", "as_json", is_flag=True)
-def cost_cmd(calls: int, model: str, backend: str | None, as_json: bool) -> None:
-    """Estimate the price of CALLS generations, APIYI and official side by side.
-
-    \b
-    Examples:
-      fluxcompose cost 1000 --model flux-kontext-pro --backend openai
-      fluxcompose cost 50 --model flux-kontext-max --json
-    """
-    from ..backends import resolve_backend_name
-
-    name = resolve_backend_name(backend)
-    est = pricing.estimate(calls, model, name)
-    if as_json:
-        print_json(est)
-        return
-    click.echo(
-        f"{calls} x {model} on {name}: ${est['usd']:.2f} (${est['usd_per_call']:.3f} per call)"
-    )
-    click.echo(f"  APIYI (openai backend):  ${est['apiyi_usd']:.2f}")
-    click.echo(f"  official (bfl backend):  ${est['official_usd']:.2f}")
-    click.echo(f"  APIYI saves ${est['saving_usd']:.2f} ({est['saving_percent']:.1f}%)")
