@@ -82,11 +82,15 @@ def test_every_builtin_loads_and_renders_with_defaults(name: str) -> None:
         "description",
         "sources",
         "prompt",
+        "prompt_separate",  # the prompt for separate references (DESIGN.md section 11)
         "variables",
         "compose",
         "request",
         "checks",
     }
+    separate = recipe.render(separate=True)
+    assert "image 1" in separate and "image 2" in separate
+    assert "left" not in separate.replace("on the left", "")
     for key in ("model", "aspect_ratio", "safety_tolerance", "output_format", "prompt_upsampling"):
         assert key in recipe.request
     assert {"layout", "gutter"} <= set(recipe.compose)
