@@ -11,12 +11,13 @@ unknown (the openai backend for FLUX.2) is estimated at the official price, and
 How megapixels are counted (BFL's published formula is
 ``first_mp + (output_mp - 1) * extra_mp + input_mp * extra_mp``, in credits):
 
-- one megapixel is 1024 x 1024 = 1,048,576 pixels, and each size is taken to two
-  decimals (:func:`image_megapixels`), as BFL reports ``input_mp``/``output_mp``;
+- one megapixel is 1024 x 1024 = 1,048,576 pixels (:func:`image_megapixels`);
+- the output, and the sum of all input images, are each taken to two decimals, as
+  BFL reports ``output_mp`` and ``input_mp``;
 - the output counts at least 1 MP (the first megapixel is a flat price);
-- the output and the sum of every input image are added, and the total is rounded
-  up to a whole megapixel (:func:`billed_megapixels`), as BFL bills a 1920x1080
-  output (1.98 MP) at 4.5 credits, not 4.47.
+- output plus inputs is rounded up to a whole megapixel (:func:`billed_megapixels`),
+  as BFL bills a 1920x1080 output (1.98 MP) at 4.5 credits, not 4.47. So even small
+  references can add one megapixel to a 1 MP output.
 
 So 1 MP out with two 1 MP references bills 3 MP: $0.03 + 2 x $0.015 = $0.06 on
 flux-2-pro. When BFL's reply carries ``cost`` (credits, 1 credit = $0.01), that is
@@ -148,10 +149,10 @@ def price_source(backend: str, model: str) -> str:
 
 
 def image_megapixels(width: int, height: int) -> float:
-    """The megapixels of a ``width`` x ``height`` image (1 MP = 1,048,576 px), to 2 decimals."""
+    """The megapixels of a ``width`` x ``height`` image (1 MP = 1,048,576 px), unrounded."""
     if width < 1 or height < 1:
         raise ConfigError(f"invalid image size {width}x{height}")
-    return round(width * height / MEGAPIXEL, 2)
+    return width * height / MEGAPIXEL
 
 
 def _megapixels(value: float, what: str) -> float:
@@ -159,18 +160,20 @@ def _megapixels(value: float, what: str) -> float:
         raise ConfigError(f"{what} must be a number of megapixels, got {value!r}")
     if value < 0:
         raise ConfigError(f"{what} must be >= 0 megapixels, got {value!r}")
-    return round(float(value), 2)
+    return float(value)
 
 
 def billed_megapixels(output_mp: float, input_mps: Iterable[float] = ()) -> int:
-    """Whole megapixels billed: the output (at least 1) plus every input, rounded up.
+    """Whole megapixels billed: the output (at least 1) plus all inputs, rounded up.
 
-    Each size is taken to 2 decimals first, so 1.0 + 1.0 + 1.0 bills 3, not 4.
+    The output and the inputs' sum are each taken to 2 decimals first (as BFL reports
+    them), so 1.0 + 1.0 + 1.0 bills 3, not 4.
     """
-    out = max(1.0, _megapixels(output_mp, "the output"))
-    inputs = sum(_megapixels(mp, f"input image {i}") for i, mp in enumerate(input_mps, 1))
-    total = round(out + inputs, 2)
-    return max(1, math.ceil(total - 1e-9))
+    out = max(1.0, round(_megapixels(output_mp, "the output"), 2))
+    inputs = round(
+        sum(_megapixels(mp, f"input image {i}") for i, mp in enumerate(input_mps, 1)), 2
+    )
+    return max(1, math.ceil(round(out + inputs, 2) - 1e-9))
 
 
 def price_usd(
@@ -268,10 +271,10 @@ def estimate(
         raise ConfigError(
             f"{model} takes 0..{spec.max_references} reference images, got {references!r}"
         )
-    out_mp = _megapixels(megapixels, "--megapixels")
+    out_mp = round(_megapixels(megapixels, "--megapixels"), 2)
     if not 0 < out_mp <= _MAX_OUTPUT_MP:
         raise ConfigError(f"--megapixels must be more than 0 and at most 4, got {megapixels!r}")
-    ref_mp = _megapixels(reference_megapixels, "--reference-megapixels")
+    ref_mp = round(_megapixels(reference_megapixels, "--reference-megapixels"), 2)
     if refs and ref_mp <= 0:
         raise ConfigError(
             f"--reference-megapixels must be more than 0, got {reference_megapixels!r}"
