@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from . import models as _models
 from .errors import RatioError
 
 __all__ = [
@@ -241,12 +242,12 @@ def _best_size(
     return None if best is None else (best[2], best[3])
 
 
-FLUX2_MULTIPLE = 16
-"""FLUX.2 output sides are multiples of this many pixels."""
-FLUX2_MIN_SIDE = 64
-"""FLUX.2 output sides are at least this many pixels."""
-FLUX2_MAX_MEGAPIXELS = 4.0
-"""FLUX.2 outputs are at most this many megapixels (units of 1,048,576 pixels)."""
+FLUX2_MULTIPLE = _models.SIZE_MULTIPLE
+"""FLUX.2 output sides are multiples of this many pixels (16)."""
+FLUX2_MIN_SIDE = _models.MIN_SIDE
+"""FLUX.2 output sides are at least this many pixels (64)."""
+FLUX2_MAX_MEGAPIXELS = _models.MAX_OUTPUT_PIXELS / MEGAPIXEL
+"""FLUX.2 outputs are at most this many megapixels (4, in units of 1,048,576 pixels)."""
 
 
 def flux2_size(

@@ -27,8 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from . import geometry, pricing
-from .backends import validate_model
-from .backends.base import Backend, GenerationRequest, GenerationResult, OnSubmitted
+from .backends.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    OnSubmitted,
+    validate_request,
+)
 from .compose import Composite, compose
 from .download import download_result, write_result_bytes
 from .errors import (
@@ -49,6 +54,7 @@ from .images import (
     write_bytes_atomic,
 )
 from .locate import Box, parse_box
+from .models import MAX_TOTAL_PIXELS, model_spec
 from .recipes import REFERENCE_MODES, Recipe
 
 __all__ = [
@@ -77,7 +83,6 @@ DEFAULT_SAFETY = 2
 DEFAULT_FORMAT = "png"
 OUTPUT_FORMATS = ("png", "jpeg")
 DEFAULT_REFERENCE_MEGAPIXELS = 1.0  # each separate reference at most this, in 1,048,576 px
-MAX_REQUEST_MEGAPIXELS = 9.0  # inputs plus output, FLUX.2 (DESIGN.md section 11)
 RETRY_AFTER_DEFAULT = 5.0  # seconds to wait on a 429 that names no Retry-After
 RETRY_AFTER_MAX = 120.0
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, with full jitter
@@ -212,18 +217,7 @@ def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any
 
 def takes_size(model: str) -> bool:
     """Whether ``model`` takes ``width``/``height`` (FLUX.2) rather than ``aspect_ratio``."""
-    return model.startswith("flux-2")
-
-
-def default_references(model: str) -> str:
-    """How a model's sources go by default: separate for FLUX.2, stitched for Kontext."""
-    return "separate" if takes_size(model) else "stitched"
-
-
-def max_references(model: str) -> int:
-    """The most images one request of ``model`` carries: 8 for FLUX.2, 4 for Kontext
-    (``input_image_2..4``, experimental)."""
-    return 8 if takes_size(model) else 4
+    return model_spec(model).size_fields == "width_height"
 
 
 def resolve_model(recipe: Recipe | None, override: str | None) -> str:
@@ -303,17 +297,18 @@ def resolve_job(spec: JobSpec) -> JobSettings:
 
     ro = spec.request
     model = resolve_model(recipe, ro.model)
+    spec_ = model_spec(model)  # ConfigError naming the choices for an unknown model
     references = str(
-        _pick(ro.references, recipe, "request", "references", default_references(model))
+        _pick(ro.references, recipe, "request", "references", spec_.default_references)
     )
     if references not in REFERENCE_MODES:
         raise ConfigError(f"references must be stitched or separate, got {references!r}")
     if n == 0:
         references = "stitched"  # text to image: nothing to send either way
     separate = references == "separate"
-    if separate and n > max_references(model):
+    if separate and n > spec_.max_references:
         raise ConfigError(
-            f"{model} takes at most {max_references(model)} separate reference images, "
+            f"{model} takes at most {spec_.max_references} separate reference images, "
             f"got {n}; use --references stitched"
         )
 
@@ -433,11 +428,11 @@ def _ratio_text(aspect: float, w: int, h: int) -> str:
 
 
 def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
-    validate_model(model)
-    top = 5 if takes_size(model) else 6
-    if isinstance(safety, bool) or not isinstance(safety, int) or not 0 <= safety <= top:
+    low, top = model_spec(model).safety_range
+    if isinstance(safety, bool) or not isinstance(safety, int) or not low <= safety <= top:
         raise ConfigError(
-            f"safety tolerance for {model} must be a whole number from 0 to {top}, got {safety!r}"
+            f"safety tolerance for {model} must be a whole number from {low} to {top}, "
+            f"got {safety!r}"
         )
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"output format must be png or jpeg, got {fmt!r}")
@@ -448,7 +443,7 @@ def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
 def _check_flex(model: str, steps: Any, guidance: Any) -> None:
     """--steps and --guidance: flux-2-flex's only, in 1..50 and 1.5..10."""
     for name, value in (("steps", steps), ("guidance", guidance)):
-        if value is not None and model != "flux-2-flex":
+        if value is not None and not model_spec(model).tunable:
             raise ConfigError(f"--{name} is for flux-2-flex only, not {model}")
     if steps is not None and (
         isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 50
@@ -538,7 +533,7 @@ def output_size(
 def reference_budget(n: int, reference_mp: float, output_pixels: int) -> int:
     """Pixels each of ``n`` separate references may have: ``reference_mp`` megapixels, or
     less when inputs plus output would pass 9 MP (the references shrink, the output stays)."""
-    cap = MAX_REQUEST_MEGAPIXELS * geometry.MEGAPIXEL
+    cap = MAX_TOTAL_PIXELS
     share = (cap - output_pixels) / max(n, 1)
     return int(min(reference_mp * geometry.MEGAPIXEL, share))
 
@@ -659,25 +654,10 @@ def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> Gen
         steps=settings.steps,
         guidance=settings.guidance,
     )
-    _check_total_pixels(settings, canvas, size)
+    # The one check against what the API would refuse (image count, sizes, ranges, and
+    # for FLUX.2 inputs plus output within 9 MP): ConfigError, nothing sent.
+    validate_request(request)
     return request
-
-
-def _check_total_pixels(settings: JobSettings, canvas: _Canvas, size: OutputSize) -> None:
-    """FLUX.2: inputs plus output within 9 MP, else ConfigError before anything is sent
-    (separate references are shrunk to fit; a stitched canvas is not)."""
-    if not settings.sized:
-        return
-    inputs = sum(w * h for _, _, (w, h) in canvas.references)
-    if canvas.composite is not None:
-        inputs += canvas.composite.width * canvas.composite.height
-    total = inputs + size.pixels
-    if total > MAX_REQUEST_MEGAPIXELS * geometry.MEGAPIXEL:
-        raise ConfigError(
-            f"{settings.model}: the images sent plus the output come to "
-            f"{total / geometry.MEGAPIXEL:.2f} MP, over the {MAX_REQUEST_MEGAPIXELS:g} MP limit; "
-            "lower --megapixels"
-        )
 
 
 def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
@@ -690,9 +670,11 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
     canvas = _compose_sources(spec.sources, settings)
     request = _build_request(spec, settings, canvas)
     sent = _references_sent(request, canvas, settings)
-    input_mps = tuple(r["width"] * r["height"] / geometry.MEGAPIXEL for r in sent)
+    input_mps = tuple(pricing.image_megapixels(r["width"], r["height"]) for r in sent)
     size = OutputSize(request.aspect_ratio, request.width, request.height)
     output_mp = size.pixels / geometry.MEGAPIXEL
+    if size.width is not None and size.height is not None:
+        output_mp = pricing.image_megapixels(size.width, size.height)
     job_id = spec.job_id or _job_hash(
         spec.recipe, request, canvas.sources, canvas.composite, backend_name, settings, sent
     )
@@ -719,11 +701,8 @@ def job_price(
     backend_name: str, model: str, output_mp: float, input_mps: tuple[float, ...]
 ) -> float:
     """The estimated USD for one call: per megapixel for FLUX.2 (output plus every image
-    sent), per call for Kontext."""
-    price_usd = getattr(pricing, "price_usd", None)
-    if price_usd is None:  # the per-call table, until prices by the megapixel exist
-        return pricing.price_per_call(backend_name, model)
-    return float(price_usd(backend_name, model, output_mp=output_mp, input_mps=input_mps))
+    sent, :func:`pricing.price_usd`), per call for Kontext."""
+    return pricing.price_usd(backend_name, model, output_mp=output_mp, input_mps=input_mps)
 
 
 def _references_sent(
@@ -1091,7 +1070,7 @@ def cost_record(prepared: PreparedJob, billed: Mapping[str, Any] | None = None) 
         "input_mp": round(sum(prepared.input_mps) if input_mp is None else input_mp, 6),
         "output_mp": round(prepared.output_mp if output_mp is None else output_mp, 6),
         "source": "estimate" if credits is None else "provider",
-        "usd": prepared.price_usd if credits is None else round(credits / 100.0, 6),
+        "usd": prepared.price_usd if credits is None else pricing.credits_to_usd(credits),
     }
 
 

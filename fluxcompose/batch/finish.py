@@ -43,6 +43,7 @@ class FinishTask:
     compare: bool
     task_id: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    billed: dict[str, object] = field(default_factory=dict)  # cost_credits, input_mp, output_mp
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ def finish(task: FinishTask) -> Finished:
             compare=task.compare,
             timings=task.timings,
             task_id=task.task_id,
+            billed=task.billed,
         )
     except Exception as exc:  # paid for but unusable, e.g. a corrupt download
         kind = error_kind(exc) if isinstance(exc, GenerationError) else ErrorKind.OUTPUT

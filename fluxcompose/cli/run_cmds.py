@@ -68,7 +68,9 @@ def run_cmd(
 ) -> None:
     """Run one edit: compose IMAGES, send the canvas with the recipe's prompt,
     download the result at once, compare it with its sources and write
-    OUTDIR/<job>.<ext>, <job>.canvas.jpg (or .png), <job>.sheet.png and <job>.json.
+    OUTDIR/<job>.<ext>, <job>.canvas.jpg (or .png; with --references separate,
+    <job>.ref1.jpg, <job>.ref2.jpg, ...: the images as sent), <job>.sheet.png and
+    <job>.json.
 
     \b
     Examples:
@@ -77,6 +79,7 @@ def run_cmd(
       fluxcompose run photo.jpg --prompt "make it a watercolour painting"
       fluxcompose run --prompt "a red fox in snow" --aspect-ratio 16:9 --output-format jpeg
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
+      fluxcompose run a.png b.jpg -r pattern-transfer --model flux-2-pro --references separate
     """
     from ..run import JobSpec, complete_job, prepare_job, warm_up
 
@@ -157,10 +160,23 @@ def _print_dry_run(described: dict[str, Any]) -> None:
             "prompt_upsampling",
         )
     ]
+    if "width" in req:
+        rows.append(("size", f"{req['width']}x{req['height']}"))
+    for key in ("steps", "guidance"):
+        if key in req:
+            rows.append((key, req[key]))
+    rows.append(("references", described.get("references", "stitched")))
     rows.append(("input_image", req["input_image"] or "(none: text-to-image)"))
+    for i, more in enumerate(req.get("more_images") or [], start=2):
+        rows.append((f"input_image_{i}", more))
     canvas = described.get("canvas")
     if canvas:
         rows.append(("canvas", f"{canvas['width']}x{canvas['height']} ({canvas['layout']})"))
+    for ref in described.get("references_sent") or []:
+        if described.get("references") == "separate":
+            rows.append(
+                (f"reference {ref['index']}", f"{ref['name']}: {ref['width']}x{ref['height']}")
+            )
     rows.append(("estimated cost", f"${described['estimated_usd']:.3f}"))
     rows.append(("prompt", req["prompt"]))
     for key, value in rows:
