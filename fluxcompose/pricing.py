@@ -130,9 +130,7 @@ def _route(backend: str, model: str) -> tuple[str, Price]:
     model_spec(model)
     route = BACKEND_ROUTES.get(backend)
     if route is None:
-        raise ConfigError(
-            f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_ROUTES)}"
-        )
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKEND_ROUTES)}")
     prices = PRICES[model]
     if route in prices:
         return route, prices[route]
@@ -170,9 +168,7 @@ def billed_megapixels(output_mp: float, input_mps: Iterable[float] = ()) -> int:
     them), so 1.0 + 1.0 + 1.0 bills 3, not 4.
     """
     out = max(1.0, round(_megapixels(output_mp, "the output"), 2))
-    inputs = round(
-        sum(_megapixels(mp, f"input image {i}") for i, mp in enumerate(input_mps, 1)), 2
-    )
+    inputs = round(sum(_megapixels(mp, f"input image {i}") for i, mp in enumerate(input_mps, 1)), 2)
     return max(1, math.ceil(round(out + inputs, 2) - 1e-9))
 
 
@@ -251,9 +247,7 @@ def estimate(
         apiyi = round(calls * apiyi_each, _DIGITS)
         official = round(calls * official_each, _DIGITS)
         saving_percent = (
-            round(100.0 * (official_each - apiyi_each) / official_each, 2)
-            if official_each
-            else 0.0
+            round(100.0 * (official_each - apiyi_each) / official_each, 2) if official_each else 0.0
         )
         return {
             **base,

@@ -784,9 +784,7 @@ def _parse_multipart(
 
 def _parse_multipart_parts(
     content_type: str, body: bytes
-) -> tuple[
-    dict[str, str], dict[str, tuple[str, str, bytes]], list[tuple[str, str, str, bytes]]
-]:
+) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]], list[tuple[str, str, str, bytes]]]:
     """Text fields, file fields (the last of each name) and every file part in order."""
     form: dict[str, str] = {}
     files: dict[str, tuple[str, str, bytes]] = {}

@@ -82,6 +82,7 @@ def test_estimate_is_calls_times_price(calls: int, model: str, backend: str) -> 
 
 # --------------------------------------------------------------------------- FLUX.2 by the megapixel
 
+
 # Hand-computed from the official formula (DESIGN.md section 11): first MP of output,
 # then each further MP of output or input; the total rounded up to a whole MP.
 @pytest.mark.parametrize(

@@ -174,9 +174,7 @@ def validate_request(request: GenerationRequest) -> None:
     if request.more_images and request.input_image is None:
         raise ConfigError("references 2..N were given without a first input image")
     if count > spec.max_references:
-        raise ConfigError(
-            f"{name} takes at most {spec.max_references} input images, got {count}"
-        )
+        raise ConfigError(f"{name} takes at most {spec.max_references} input images, got {count}")
     has_size = request.width is not None or request.height is not None
     if spec.size_fields == "width_height":
         if request.width is None or request.height is None:

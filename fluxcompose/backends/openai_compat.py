@@ -265,8 +265,10 @@ class OpenAICompatBackend:
         status = exc.status_code
         message, code = _error_parts(exc.body)
         message = _redact(message, self._api_key)
-        if 400 <= status < 500 and status not in (401, 402, 403, 429) and (
-            (code in _MODERATION_CODES) or _MODERATION_RE.search(message)
+        if (
+            400 <= status < 500
+            and status not in (401, 402, 403, 429)
+            and ((code in _MODERATION_CODES) or _MODERATION_RE.search(message))
         ):
             detail = f": {message}" if message else ""
             return Moderated(f"{self.host} refused the request (moderation){detail}")
