@@ -240,6 +240,11 @@ def estimate(
     spec = model_spec(model)
     per_call_source = price_source(backend, model)
     base: dict[str, Any] = {"calls": calls, "model": model, "backend": backend}
+    refs = 2 if references is None else references
+    if isinstance(refs, bool) or not isinstance(refs, int) or not 0 <= refs <= spec.max_references:
+        raise ConfigError(
+            f"{model} takes 0..{spec.max_references} reference images, got {references!r}"
+        )
     if not spec.is_flux2:
         per_call = price_per_call(backend, model)
         apiyi_each = PRICES[model]["openai"].per_call or 0.0
@@ -260,11 +265,6 @@ def estimate(
             "saving_usd": round(official - apiyi, _DIGITS),
             "saving_percent": saving_percent,
         }
-    refs = 2 if references is None else references
-    if isinstance(refs, bool) or not isinstance(refs, int) or not 0 <= refs <= spec.max_references:
-        raise ConfigError(
-            f"{model} takes 0..{spec.max_references} reference images, got {references!r}"
-        )
     out_mp = round(_megapixels(megapixels, "--megapixels"), 2)
     if not 0 < out_mp <= _MAX_OUTPUT_MP:
         raise ConfigError(f"--megapixels must be more than 0 and at most 4, got {megapixels!r}")

@@ -212,3 +212,63 @@ def test_price_file_covers_every_model_and_rejects_mistakes() -> None:
         load_prices("[flux-2-pro]\nofficial = { first_mp = 0.03, extra_mp = 0.015 }\n")
     with pytest.raises(ValueError, match="per_call, or first_mp"):
         load_prices("[flux-2-pro]\nofficial = { first_mp = 0.03 }\n")
+
+
+# --------------------------------------------------------------------------- the cost command
+
+
+def _cost(*args: str) -> tuple[int, str, str]:
+    from click.testing import CliRunner
+
+    from fluxcompose.cli import cli
+
+    result = CliRunner().invoke(cli, ["cost", *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cost_command_flux2_and_kontext() -> None:
+    import json
+
+    code, out, _err = _cost("1000", "--model", "flux-2-pro", "--backend", "bfl", "--json")
+    assert code == 0
+    est = json.loads(out)
+    assert (est["usd_per_call"], est["usd"], est["billed_mp"]) == (0.06, 60.0, 3)
+    code, out, _err = _cost(
+        "1000",
+        "--model",
+        "flux-2-pro",
+        "--backend",
+        "openai",
+        "--references",
+        "1",
+        "--reference-megapixels",
+        "2",
+        "--megapixels",
+        "2",
+    )
+    assert code == 0
+    # 2 MP out + 2 MP in = 4 MP: 0.03 + 3 x 0.015 = 0.075 a call
+    assert "$75.00" in out and "official (gateway price unknown)" in out
+    code, out, _err = _cost("1000", "--model", "flux-kontext-pro", "--backend", "bfl")
+    assert code == 0 and "$40.00" in out and "$35.00" in out  # stitched: one call each
+    code, out, _err = _cost(
+        "1000", "--model", "flux-kontext-pro", "--backend", "bfl", "--references", "4", "--json"
+    )
+    assert json.loads(out)["usd"] == 40.0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["10", "--model", "flux-2-pro", "--references", "9"],
+        ["10", "--model", "flux-2-pro", "--megapixels", "5"],
+        ["10", "--model", "flux-2-pro", "--megapixels", "nan"],
+        ["10", "--model", "flux-2-pro", "--references", "8", "--megapixels", "2"],
+        ["10", "--model", "flux-3"],
+        ["10", "--model", "flux-kontext-pro", "--references", "5"],
+    ],
+)
+def test_cost_command_refuses(args: list[str]) -> None:
+    code, out, err = _cost(*args)
+    assert code == 2 and out == ""
+    assert err.count("fluxcompose: error:") == 1 and "Traceback" not in err
