@@ -61,6 +61,7 @@ __all__ = [
     "luma",
     "phash",
     "raise_for_checks",
+    "require_target_frame",
     "relate_pattern",
     "ssim",
     "ssim_map",
@@ -957,6 +958,19 @@ def _aspect_gap(a: tuple[int | float, int | float], b: tuple[int | float, int | 
 def aspect_mismatch(a: tuple[int, int], b: tuple[int, int]) -> bool:
     """Whether two (width, height) sizes differ in aspect by more than a model's snapping."""
     return _aspect_gap(a, b) > ASPECT_TOLERANCE
+
+
+def require_target_frame(output: tuple[int, int], target: tuple[int, int]) -> None:
+    """With no canvas layout to cut from (separate references, FLUX.2 sizes), the output
+    must show the target's frame: InputError when the (width, height) sizes differ in
+    aspect by more than a model's snapping, since resizing one onto the other would
+    measure a squashed picture."""
+    if aspect_mismatch(output, target):
+        raise InputError(
+            f"the output ({output[0]}x{output[1]}) does not have the target's aspect "
+            f"({target[0]}x{target[1]}) and there is no canvas to cut it from: it cannot be "
+            "aligned; ask for the target's ratio (match:target)"
+        )
 
 
 def _cut_output(

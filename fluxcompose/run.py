@@ -943,6 +943,14 @@ def _compare(
     }
     target_name = _target_name(names)
     assert target_name is not None
+    if prepared.composite is None:
+        # Separate references: no canvas layout, so the output must be the target's frame.
+        from PIL import Image
+
+        with Image.open(output_path) as im:
+            out_size = im.size
+        info = prepared.sources[names.index(target_name)]
+        compare_mod.require_target_frame(out_size, (int(info["width"]), int(info["height"])))
     checks = dict(recipe.checks) if recipe else {}
     context = prepared.request.context
     variables = context.get("variables") or {}

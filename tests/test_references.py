@@ -421,3 +421,13 @@ def test_flux2_batch_resumes_by_polling_the_stored_task(
     assert side["cost"]["source"] == "provider" and side["cost_usd"] == 0.045
     assert side["references"] == "separate"
     assert [p["path"] for p in side["references_sent"]] == ["job-1.ref1.jpg", "job-1.ref2.jpg"]
+
+
+def test_a_separate_output_in_another_frame_is_not_measured(tmp_path: Path) -> None:
+    # 16:9 asked for a 3:4 target, and no canvas to cut from: compare says it cannot align
+    # rather than measuring a squashed picture (a false pass is the worst outcome).
+    outcome = run_job(_spec("flux-2-pro", aspect_ratio="16:9"), LocalBackend(), tmp_path)
+    metrics = outcome.sidecar["compare"]
+    assert outcome.sidecar["output"]["width"] == 1392 and outcome.sidecar["output"]["height"] == 784
+    assert "cannot be aligned" in metrics["error"]
+    assert metrics["passed"] is None and outcome.checks_passed is None
