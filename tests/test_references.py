@@ -33,7 +33,7 @@ from fluxcompose.compare import align_output, ssim
 from fluxcompose.errors import ConfigError, InputError
 from fluxcompose.journal import Journal
 from fluxcompose.models import MAX_TOTAL_PIXELS
-from fluxcompose.recipes import load_recipe
+from fluxcompose.recipes import load_recipe, to_toml
 from fluxcompose.run import (
     JobSpec,
     RequestOptions,
@@ -431,3 +431,41 @@ def test_a_separate_output_in_another_frame_is_not_measured(tmp_path: Path) -> N
     assert outcome.sidecar["output"]["width"] == 1392 and outcome.sidecar["output"]["height"] == 784
     assert "cannot be aligned" in metrics["error"]
     assert metrics["passed"] is None and outcome.checks_passed is None
+
+
+def test_a_recipe_may_choose_separate_references(tmp_path: Path) -> None:
+    recipe = load_recipe("pattern-transfer").to_dict()
+    recipe["request"]["references"] = "separate"
+    recipe["request"]["reference_megapixels"] = 0.25
+    path = tmp_path / "mine.toml"
+    path.write_text(to_toml(recipe), encoding="utf-8")
+    spec = JobSpec(recipe=load_recipe(path), sources=(PATTERN, MODEL))
+    prepared = prepare_job(spec, backend_name="bfl")  # Kontext, separate by the recipe
+    assert prepared.references == "separate" and prepared.request.width is None
+    assert prepared.request.prompt.startswith("Transfer the pattern/design from image 1")
+    assert all(r["width"] * r["height"] <= MP // 4 for r in prepared.references_sent)
+    # the flag beats the recipe
+    flagged = JobSpec(
+        recipe=load_recipe(path),
+        sources=(PATTERN, MODEL),
+        request=RequestOptions(references="stitched"),
+    )
+    assert prepare_job(flagged, backend_name="bfl").references == "stitched"
+
+
+def test_dry_run_text_shows_size_and_references() -> None:
+    result = CliRunner().invoke(
+        cli,
+        ["run", PATTERN, MODEL, "-r", "pattern-transfer", "--model", "flux-2-flex",
+         "--steps", "28", "--backend", "local", "--dry-run"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    for line in (
+        "size:              896x1200",
+        "steps:             28",
+        "references:        separate",
+        "reference 1:       pattern: 512x512",
+        "reference 2:       target: 768x1024",
+    ):
+        assert line in result.output
+    assert "input_image_2:" in result.output
