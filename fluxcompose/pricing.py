@@ -38,6 +38,7 @@ from .models import MAX_TOTAL_PIXELS, MEGAPIXEL, MODEL_SPECS, model_spec
 
 __all__ = [
     "BACKEND_ROUTES",
+    "GATEWAY_UNKNOWN",
     "PRICE_FILE",
     "PRICES",
     "Price",
