@@ -21,7 +21,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,7 @@ __all__ = [
     "complete_job",
     "run_job",
     "save_result",
+    "typical_price",
     "warm_up",
 ]
 
@@ -83,6 +84,7 @@ DEFAULT_SAFETY = 2
 DEFAULT_FORMAT = "png"
 OUTPUT_FORMATS = ("png", "jpeg")
 DEFAULT_REFERENCE_MEGAPIXELS = 1.0  # each separate reference at most this, in 1,048,576 px
+MEGA = geometry.MEGAPIXEL
 RETRY_AFTER_DEFAULT = 5.0  # seconds to wait on a 429 that names no Retry-After
 RETRY_AFTER_MAX = 120.0
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, with full jitter
@@ -703,6 +705,32 @@ def job_price(
     """The estimated USD for one call: per megapixel for FLUX.2 (output plus every image
     sent, :func:`pricing.price_usd`), per call for Kontext."""
     return pricing.price_usd(backend_name, model, output_mp=output_mp, input_mps=input_mps)
+
+
+def typical_price(spec: JobSpec, backend_name: str, n_sources: int) -> float:
+    """The estimated USD of one job of ``spec`` with ``n_sources`` images, before any image
+    is read: each separate reference at its full budget (or the stitched canvas at its
+    budget) and the output at its budget. Exact for Kontext (per call); for FLUX.2 a
+    job's own price (:attr:`PreparedJob.price_usd`) is what the budget reserves."""
+    model = resolve_model(spec.recipe, spec.request.model)
+    try:
+        settings = resolve_job(
+            replace(spec, sources=tuple(f"image{i + 1}" for i in range(n_sources)))
+        )
+    except InputError:
+        return pricing.price_per_call(backend_name, model)
+    if not settings.sized:
+        return pricing.price_per_call(backend_name, model)
+    if n_sources == 0:
+        inputs: tuple[float, ...] = ()
+    elif settings.separate:
+        share = reference_budget(
+            n_sources, settings.reference_megapixels, int(settings.output_megapixels * MEGA)
+        )
+        inputs = (share / MEGA,) * n_sources
+    else:
+        inputs = (settings.compose.megapixels,)
+    return job_price(backend_name, model, settings.output_megapixels, inputs)
 
 
 def _references_sent(

@@ -41,6 +41,7 @@ from fluxcompose.run import (
     prepare_job,
     reference_budget,
     run_job,
+    typical_price,
 )
 from tests.fakeapi import FakeAPI, flux2_cost
 
@@ -469,3 +470,19 @@ def test_dry_run_text_shows_size_and_references() -> None:
     ):
         assert line in result.output
     assert "input_image_2:" in result.output
+
+
+def test_typical_price_before_reading_images() -> None:
+    recipe = load_recipe("pattern-transfer")
+
+    def price(model: str, backend: str, **kw: object) -> float:
+        spec = JobSpec(recipe=recipe, request=RequestOptions(model=model, **kw))  # type: ignore[arg-type]
+        return typical_price(spec, backend, 2)
+
+    assert price("flux-kontext-pro", "bfl") == 0.04  # per call
+    assert price("flux-kontext-pro", "openai") == 0.035
+    # 1 MP out + two 1 MP references = 3 MP: $0.03 + 2 x $0.015
+    assert price("flux-2-pro", "bfl") == pytest.approx(0.06)
+    # stitched: one 1 MP canvas = 2 MP
+    assert price("flux-2-pro", "bfl", references="stitched") == pytest.approx(0.045)
+    assert price("flux-2-max", "local") == 0.0

@@ -404,9 +404,13 @@ def load_recipe_arg(value: str | None) -> Recipe | None:
 def announce(backend: Backend, model: str, calls: int, price_per_call: float) -> None:
     """One stderr line: backend, model and the estimated price; the local preview says
     what it is, and that the model only changes the price."""
+    from ..pricing import GATEWAY_UNKNOWN, price_source
+
     total = calls * price_per_call
     what = f"{calls} call{'s' if calls != 1 else ''}"
     notice(f"backend: {backend.name}, model: {model}, estimated cost: ${total:.3f} ({what})")
+    if price_source(backend.name, model) == GATEWAY_UNKNOWN:
+        notice(f"the gateway's price for {model} is unknown: estimated at the official price")
     text = getattr(backend, "NOTICE", None)
     if text:
         notice(str(text))
