@@ -422,6 +422,10 @@ def test_flux2_batch_resumes_by_polling_the_stored_task(
     assert side["cost"]["source"] == "provider" and side["cost_usd"] == 0.045
     assert side["references"] == "separate"
     assert [p["path"] for p in side["references_sent"]] == ["job-1.ref1.jpg", "job-1.ref2.jpg"]
+    # the report shows each reference as a source, with no canvas to cut them from
+    assert (out / "thumbs" / "job-1.src1.jpg").exists() and (
+        out / "thumbs" / "job-1.src2.jpg"
+    ).exists()
 
 
 def test_a_separate_output_in_another_frame_is_not_measured(tmp_path: Path) -> None:
