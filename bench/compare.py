@@ -13,13 +13,11 @@ the median seconds per output over several in-process runs and the ratio to the 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from _timing import median_time  # a sibling: bench/ is on sys.path
 from PIL import Image
 
 from fluxcompose import compare as C
@@ -71,22 +69,6 @@ def make_case() -> tuple[Image.Image, Image.Image, Image.Image, Image.Image]:
     y0 = int(size[1] * 0.765) - ph // 2
     out[y0 : y0 + ph, x0 : x0 + pw] = patch
     return Image.fromarray(out), target, pattern, style
-
-
-def median_time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of this process) over ``runs`` calls.
-
-    With one OpenCV thread the CPU time is the one-core cost even when other processes
-    share the machine; on an idle machine the two agree.
-    """
-    fn()  # warm up (imports, allocator)
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:

@@ -15,8 +15,6 @@ import argparse
 import math
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -25,6 +23,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _timing import median_time  # noqa: E402  (a sibling: bench/ is on sys.path)
 
 from fluxcompose.images import load_image  # noqa: E402
 from fluxcompose.locate import locate  # noqa: E402
@@ -64,22 +64,6 @@ def inputs() -> list[tuple[str, np.ndarray]]:
     except (ImportError, FileNotFoundError) as exc:  # the renders need the shared images
         print(f"  (renders skipped: {exc})")
     return out
-
-
-def median_time(fn: Callable[[], object], runs: int) -> tuple[float, float]:
-    """(median wall seconds, median CPU seconds of this process) over ``runs`` calls.
-
-    With one OpenCV thread the CPU time is the one-core cost even when other processes
-    share the machine; on an idle machine the two agree.
-    """
-    fn()  # warm up (cascades load once, allocator)
-    wall, cpu = [], []
-    for _ in range(runs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    return statistics.median(wall), statistics.median(cpu)
 
 
 def main() -> None:

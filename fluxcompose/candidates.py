@@ -33,6 +33,7 @@ from .run import (
     JobOutcome,
     PreparedJob,
     _public_task_id,
+    cost_record,
     finish_job,
     generate_with_retries,
     save_result,
@@ -56,7 +57,11 @@ __all__ = [
 CANDIDATES_DIR = "candidates"
 SEED_MAX = 2**31 - 1
 
-FinishFn = Callable[[PreparedJob, Path, Path, "str | None", dict[str, float]], JobOutcome]
+# (candidate job, output, its folder, task id, stage timings, the provider's billed fields)
+FinishFn = Callable[
+    [PreparedJob, Path, Path, "str | None", dict[str, float], dict[str, Any]], JobOutcome
+]
+BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
 
 
 @dataclass
@@ -263,6 +268,7 @@ def run_candidates(
         if c.state == JobState.DOWNLOADED.value and _image_ok(c.output_path):
             assert c.output_path is not None
             timings: dict[str, float] = {}
+            billed: dict[str, Any] = {}
             output, task_id = c.output_path, c.task_id
         else:
             resume = c.task_id if backend.resumable and c.state == "submitted" else None
@@ -275,8 +281,8 @@ def run_candidates(
                 continue
             if got is None:
                 return None  # budget or stop: pending for the next run
-            output, task_id, timings = got
-        _finish_one(cjob, c, output, cdir, task_id, timings, rec, hooks, backend, compare)
+            output, task_id, timings, billed = got
+        _finish_one(cjob, c, output, cdir, task_id, timings, billed, rec, hooks, backend, compare)
         if hooks.on_finished is not None:
             hooks.on_finished(c)
     best = choose(cands)
@@ -302,8 +308,11 @@ def _generate(
     price: float,
     resume: str | None,
     max_attempts: int,
-) -> tuple[Path, str | None, dict[str, float]] | GenerationError | None:
-    """One candidate's paid part; None when it must not start, the error when it failed."""
+) -> tuple[Path, str | None, dict[str, float], dict[str, Any]] | GenerationError | None:
+    """One candidate's paid part; None when it must not start, the error when it failed.
+
+    What it cost is the provider's word when the reply carried it (BFL credits), else
+    the estimate (:func:`fluxcompose.run.cost_record`)."""
     if hooks.stop is not None and hooks.stop.is_set():
         return None
     if not hooks.reserve(price, resume is not None):
@@ -342,15 +351,17 @@ def _generate(
                 c.error_kind = error_kind(exc)
                 rec.update(c.index, state=c.state, error=c.error, error_kind=c.error_kind)
                 return exc
-        c.cost_usd += price
+        billed = {k: result.extra[k] for k in BILLED_KEYS if k in (result.extra or {})}
+        paid = float(cost_record(cjob, billed)["usd"])
+        c.cost_usd += paid
         c.output_path, c.state = output, JobState.DOWNLOADED.value
         c.generate_s = t1 - t0
         c.task_id = result.task_id or c.task_id
-        rec.paid(c.index, output, price)
+        rec.paid(c.index, output, paid)
         rec.update(c.index, generate_s=c.generate_s, task_id=c.task_id)
         hooks.release(price)
         released = True
-        return output, c.task_id, {"generate_s": t1 - t0, "download_s": t2 - t1}
+        return output, c.task_id, {"generate_s": t1 - t0, "download_s": t2 - t1}, billed
     finally:
         if not released:
             hooks.release(price)
@@ -363,6 +374,7 @@ def _finish_one(
     cdir: Path,
     task_id: str | None,
     timings: dict[str, float],
+    billed: dict[str, Any],
     rec: _Rec,
     hooks: CandidateHooks,
     backend: Backend,
@@ -370,7 +382,7 @@ def _finish_one(
 ) -> None:
     try:
         if hooks.finish is not None:
-            outcome = hooks.finish(cjob, output, cdir, task_id, timings)
+            outcome = hooks.finish(cjob, output, cdir, task_id, timings, billed)
         else:
             outcome = finish_job(
                 cjob,
@@ -380,6 +392,7 @@ def _finish_one(
                 compare=compare,
                 timings=timings,
                 task_id=task_id,
+                billed=billed,
             )
     except Exception as exc:  # noqa: BLE001 - paid for but unusable: this candidate fails
         c.state, c.error = JobState.FAILED.value, f"{type(exc).__name__}: {exc}"[:500]

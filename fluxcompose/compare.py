@@ -61,6 +61,7 @@ __all__ = [
     "luma",
     "phash",
     "raise_for_checks",
+    "require_target_frame",
     "relate_pattern",
     "ssim",
     "ssim_map",
@@ -88,6 +89,7 @@ MATCH_SCENE_SIDE = 768  # long side of the output when matching features
 MATCH_SCENE_PIXELS = 768 * 432  # and at most this area (a 16:9 output's at 768): ~0.33 MP
 MATCH_SCENE_MIN_SIDE = 384  # small outputs are upsampled to this long side for matching
 MATCH_PATTERN_SIDE = 512  # long side of the pattern when matching features
+PRINT_WORK_SIDE = 256  # long side of the pattern when finding its design's box
 PRINT_CHANGED_SHARE = 0.25  # of the print's visible area that must differ to judge by it
 RATIO_TEST = 0.75  # Lowe's ratio test
 MIN_INLIERS = 10  # RANSAC inliers needed to call a pattern found
@@ -483,12 +485,14 @@ def _quad_ok(quad: Array, scene_w: int, scene_h: int) -> bool:
 
 
 def pattern_layer(pattern: ImageLike) -> PrintLayer:
-    """The pattern at its matching size (long side at most MATCH_PATTERN_SIDE) as a
-    :class:`~fluxcompose.prints.PrintLayer`: its design with the plain background dropped,
-    the same cut the local preview prints."""
+    """The pattern's design (long side at most PRINT_WORK_SIDE) as a
+    :class:`~fluxcompose.prints.PrintLayer`: the plain background dropped, the same cut
+    the local preview prints. Its box and alpha are all compare needs, so its edge
+    colours are not unmixed."""
     pat_rgb = pattern if isinstance(pattern, np.ndarray) else _rgb_array(pattern)
-    pat_ws = _fit_side(pat_rgb.shape[1], pat_rgb.shape[0], MATCH_PATTERN_SIDE)
-    return print_layer(np.ascontiguousarray(_resize(_rgb_array(pat_rgb), pat_ws)))
+    work = _fit_side(pat_rgb.shape[1], pat_rgb.shape[0], PRINT_WORK_SIDE)
+    small = np.ascontiguousarray(_resize(_rgb_array(pat_rgb), work))
+    return print_layer(small, unmix=False)
 
 
 def locate_pattern(
@@ -561,8 +565,8 @@ def locate_pattern(
         layer = pattern_layer(pat_rgb)
     lh, lw = layer.alpha.shape
     dx0, dy0, dx1, dy1 = layer.box
-    # The layer is the pattern at pat_ws (both long sides are MATCH_PATTERN_SIDE at most,
-    # the same resize), so its pixels are the homography's source frame.
+    # The layer is the pattern at its own working size: scale its box to pat_ws, the
+    # homography's source frame.
     sx, sy = pw / lw, ph / lh
     design = np.array(
         [[dx0 * sx, dy0 * sy], [dx1 * sx, dy0 * sy], [dx1 * sx, dy1 * sy], [dx0 * sx, dy1 * sy]],
@@ -954,6 +958,19 @@ def _aspect_gap(a: tuple[int | float, int | float], b: tuple[int | float, int | 
 def aspect_mismatch(a: tuple[int, int], b: tuple[int, int]) -> bool:
     """Whether two (width, height) sizes differ in aspect by more than a model's snapping."""
     return _aspect_gap(a, b) > ASPECT_TOLERANCE
+
+
+def require_target_frame(output: tuple[int, int], target: tuple[int, int]) -> None:
+    """With no canvas layout to cut from (separate references, FLUX.2 sizes), the output
+    must show the target's frame: InputError when the (width, height) sizes differ in
+    aspect by more than a model's snapping, since resizing one onto the other would
+    measure a squashed picture."""
+    if aspect_mismatch(output, target):
+        raise InputError(
+            f"the output ({output[0]}x{output[1]}) does not have the target's aspect "
+            f"({target[0]}x{target[1]}) and there is no canvas to cut it from: it cannot be "
+            "aligned; ask for the target's ratio (match:target)"
+        )
 
 
 def _cut_output(

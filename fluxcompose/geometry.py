@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from . import models as _models
 from .errors import RatioError
 
 __all__ = [
@@ -29,9 +30,11 @@ __all__ = [
     "bucket_for",
     "clamp_aspect",
     "fit_within",
+    "flux2_size",
     "parse_ratio",
     "plan_layout",
     "ratio_string",
+    "reference_size",
     "size_for",
 ]
 
@@ -237,6 +240,87 @@ def _best_size(
             if best is None or key < best:
                 best = key
     return None if best is None else (best[2], best[3])
+
+
+FLUX2_MULTIPLE = _models.SIZE_MULTIPLE
+"""FLUX.2 output sides are multiples of this many pixels (16)."""
+FLUX2_MIN_SIDE = _models.MIN_SIDE
+"""FLUX.2 output sides are at least this many pixels (64)."""
+FLUX2_MAX_MEGAPIXELS = _models.MAX_OUTPUT_PIXELS / MEGAPIXEL
+"""FLUX.2 outputs are at most this many megapixels (4, in units of 1,048,576 pixels)."""
+
+
+def flux2_size(
+    ratio: str | float | tuple[float, float] | Ratio, megapixels: float = 1.0
+) -> tuple[int, int]:
+    """The FLUX.2 output (width, height) for ``ratio`` at about ``megapixels`` (0 < mp <= 4).
+
+    ``ratio`` is clamped into 3:7..7:3 first (a source may be narrower than the model
+    allows). Both sides are multiples of 16 and at least 64, the area is at most 4 MP,
+    and ``|ln(w/h) - ln(clamped ratio)| <= 0.02``. It is :func:`size_for`'s pick (area
+    within +/-5 % of the budget) whenever that fits under 4 MP; otherwise, and for
+    budgets too small for the +/-5 % band, the size of area nearest the budget within
+    those bounds. Raises :class:`RatioError` for a budget outside (0, 4].
+    """
+    r = parse_ratio(ratio, check_range=False)
+    aspect = clamp_aspect(r.value)
+    if not (math.isfinite(megapixels) and 0 < megapixels <= FLUX2_MAX_MEGAPIXELS):
+        raise RatioError(
+            f"the output size must be more than 0 and at most {FLUX2_MAX_MEGAPIXELS:g} MP, "
+            f"got {megapixels!r}"
+        )
+    max_area = FLUX2_MAX_MEGAPIXELS * MEGAPIXEL
+    for mp in (megapixels, megapixels / (1 + AREA_TOLERANCE)):
+        best = _best_size(aspect, mp, FLUX2_MULTIPLE, inside_range=False)
+        if best is not None and best[0] * best[1] <= max_area and min(best) >= FLUX2_MIN_SIDE:
+            return best
+    found = _nearest_area_size(aspect, megapixels * MEGAPIXEL, max_area)
+    if found is None:  # pragma: no cover - every ratio in range has 224x96-ish sizes
+        raise RatioError(f"no FLUX.2 size fits ratio {r} at {megapixels} MP")
+    return found
+
+
+def _nearest_area_size(aspect: float, budget: float, max_area: float) -> tuple[int, int] | None:
+    """The multiple-of-16 size (sides >= 64, area <= ``max_area``) within the aspect
+    tolerance whose area is nearest ``budget`` (pixels)."""
+    m = FLUX2_MULTIPLE
+    best: tuple[float, float, int, int] | None = None
+    k_max = math.isqrt(int(max_area * MAX_ASPECT)) // m + 1
+    for k in range(FLUX2_MIN_SIDE // m, k_max + 1):
+        w = k * m
+        ideal = w / aspect / m
+        for j in {math.floor(ideal), math.ceil(ideal)}:
+            h = j * m
+            if h < FLUX2_MIN_SIDE or w * h > max_area:
+                continue
+            err = abs(math.log(w / h) - math.log(aspect))
+            if err > ASPECT_TOLERANCE:
+                continue
+            key = (abs(w * h - budget), round(err, 12), w, h)
+            if best is None or key < best:
+                best = key
+    return None if best is None else (best[2], best[3])
+
+
+def reference_size(width: int, height: int, max_pixels: float) -> tuple[int, int]:
+    """(width, height) scaled uniformly (never up) so the area is at most ``max_pixels``.
+
+    Sides are floored, and at least 1 pixel; the aspect changes only by that rounding.
+    """
+    if width < 1 or height < 1:
+        raise RatioError(f"invalid size {width}x{height}")
+    if max_pixels <= 0:
+        raise RatioError(f"the pixel budget must be positive, got {max_pixels!r}")
+    if width * height <= max_pixels:
+        return width, height
+    s = math.sqrt(max_pixels / (width * height))
+    w, h = max(1, math.floor(width * s)), max(1, math.floor(height * s))
+    while w * h > max_pixels and (w > 1 or h > 1):  # float rounding at the edge
+        if w >= h:
+            w -= 1
+        else:
+            h -= 1
+    return w, h
 
 
 def bucket_for(ratio: str | float | tuple[float, float] | Ratio) -> tuple[int, int]:

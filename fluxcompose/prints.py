@@ -87,7 +87,7 @@ def _without_specks(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
     return out
 
 
-def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
+def print_layer(pattern: RGB, hint: Color | None = None, *, unmix: bool = True) -> PrintLayer:
     """Drop ``pattern``'s plain background: the colour of its outer ring (the median, or
     ``hint``, the canvas background, whichever more of the ring matches).
 
@@ -95,7 +95,8 @@ def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
     over ALPHA_RAMP channel units; gaps inside the print that show the background stay
     gaps; specks (under 1/2000 of the pattern) are dropped. With no plain border (under
     PLAIN_BORDER_SHARE of the ring matches one colour) or nothing but border, the whole
-    rectangle is the print.
+    rectangle is the print. ``unmix`` takes the background out of the print's edge
+    colours (:func:`_defringe`): what painting needs, and measuring does not.
     """
     import cv2
 
@@ -131,6 +132,8 @@ def print_layer(pattern: RGB, hint: Color | None = None) -> PrintLayer:
         return PrintLayer(
             whole.premultiplied, whole.alpha, None, whole.box, "the pattern is all background"
         )
+    if not unmix:
+        return PrintLayer(img * alpha[..., None], alpha, bg, box)
     alpha, own = _defringe(img, alpha, bg_arr)
     return PrintLayer(own * alpha[..., None], alpha, bg, box)
 

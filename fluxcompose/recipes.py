@@ -28,6 +28,7 @@ from .geometry import MAX_SOURCES
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
     "COMPOSE_KEYS",
+    "REFERENCE_MODES",
     "REQUEST_KEYS",
     "TOP_LEVEL_KEYS",
     "Recipe",
@@ -45,6 +46,7 @@ TOP_LEVEL_KEYS: tuple[str, ...] = (
     "description",
     "sources",
     "prompt",
+    "prompt_separate",
     "variables",
     "compose",
     "request",
@@ -67,7 +69,14 @@ REQUEST_KEYS: tuple[str, ...] = (
     "output_format",
     "prompt_upsampling",
     "seed",
+    "references",
+    "reference_megapixels",
+    "steps",
+    "guidance",
 )
+
+REFERENCE_MODES: tuple[str, ...] = ("stitched", "separate")
+"""How the sources are sent: one stitched canvas, or each as its own reference image."""
 
 # Placeholders every prompt may use without declaring them; their values come
 # from the recipe itself, so rendering never depends on anything else.
@@ -158,7 +167,9 @@ class Recipe:
     """A validated recipe.
 
     ``sources`` names the canvas cells in order; ``prompt`` is the template with
-    ``{placeholders}``; ``variables`` holds their defaults. ``compose``,
+    ``{placeholders}``; ``prompt_separate`` (optional) is the one used when the sources
+    are sent as separate references ("image 1", "image 2" rather than left and right);
+    ``variables`` holds their defaults. ``compose``,
     ``request`` and ``checks`` hold only what the file sets (callers apply their
     own defaults for the rest). ``path`` is the file it came from, if any.
     """
@@ -172,17 +183,38 @@ class Recipe:
     request: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, Any] = field(default_factory=dict)
     path: Path | None = field(default=None, compare=False)
+    prompt_separate: str | None = None
 
     def placeholders(self) -> set[str]:
-        """The placeholder names used by the prompt template."""
-        return set(template_placeholders(self.prompt, where=f"recipe {self.name!r}: prompt"))
+        """The placeholder names used by the prompt templates."""
+        used = set(template_placeholders(self.prompt, where=f"recipe {self.name!r}: prompt"))
+        if self.prompt_separate is not None:
+            where = f"recipe {self.name!r}: prompt_separate"
+            used |= set(template_placeholders(self.prompt_separate, where=where))
+        return used
+
+    def template(self, *, separate: bool = False) -> str:
+        """The prompt template: ``prompt_separate`` for separate references when the
+        recipe has one, else ``prompt``."""
+        if separate and self.prompt_separate is not None:
+            return self.prompt_separate
+        return self.prompt
 
     def builtin_values(self) -> dict[str, str]:
         """Values of the built-in placeholders for this recipe."""
         return {"recipe": self.name, "n_images": str(len(self.sources))}
 
-    def render(self, variables: Mapping[str, str] | None = None, prompt: str | None = None) -> str:
+    def render(
+        self,
+        variables: Mapping[str, str] | None = None,
+        prompt: str | None = None,
+        *,
+        separate: bool = False,
+    ) -> str:
         """The prompt with every placeholder filled in.
+
+        ``separate``: the sources go as separate references, so ``prompt_separate`` is
+        the template when the recipe has one.
 
         ``variables`` override the recipe's defaults. ``prompt``, when given,
         replaces the template and is rendered with the same values; the
@@ -191,8 +223,9 @@ class Recipe:
         no template knows or a placeholder that has no value.
         """
         overrides = {str(k): str(v) for k, v in (variables or {}).items()}
-        where = f"recipe {self.name!r}: " + ("--prompt" if prompt is not None else "prompt")
-        template = self.prompt if prompt is None else prompt
+        own = "prompt_separate" if separate and self.prompt_separate is not None else "prompt"
+        where = f"recipe {self.name!r}: " + ("--prompt" if prompt is not None else own)
+        template = self.template(separate=separate) if prompt is None else prompt
         used = template_placeholders(template, where=where)
         known = set(self.variables) | (set(used) if prompt is not None else set())
         unknown = sorted(set(overrides) - known)
@@ -212,12 +245,17 @@ class Recipe:
         return _substitute(template, values, where)
 
     def to_dict(self) -> dict[str, Any]:
-        """The recipe as TOML-shaped data (the ``path`` is not part of it)."""
-        return {
+        """The recipe as TOML-shaped data (the ``path`` is not part of it;
+        ``prompt_separate`` only when set)."""
+        data: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "sources": list(self.sources),
             "prompt": self.prompt,
+        }
+        if self.prompt_separate is not None:
+            data["prompt_separate"] = self.prompt_separate
+        return data | {
             "variables": dict(self.variables),
             "compose": copy.deepcopy(self.compose),
             "request": copy.deepcopy(self.request),
@@ -297,13 +335,22 @@ def recipe_from_dict(
                 f"not {_type_name(value)} (quote it)"
             )
 
-    used = template_placeholders(prompt, where=f"{where}: prompt")
-    undeclared = [n for n in used if n not in variables and n not in BUILTIN_PLACEHOLDERS]
-    if undeclared:
-        raise fail(
-            f"prompt uses unknown placeholder {_names(undeclared, braces=True)}: declare it "
-            f"in [variables] (built-ins: {', '.join(BUILTIN_PLACEHOLDERS)})"
-        )
+    prompt_separate = data.get("prompt_separate")
+    if prompt_separate is not None and (
+        not isinstance(prompt_separate, str) or not prompt_separate.strip()
+    ):
+        raise fail("'prompt_separate' must be a non-empty string")
+    templates = [("prompt", prompt)]
+    if prompt_separate is not None:
+        templates.append(("prompt_separate", prompt_separate))
+    for key, template in templates:
+        used = template_placeholders(template, where=f"{where}: {key}")
+        undeclared = [n for n in used if n not in variables and n not in BUILTIN_PLACEHOLDERS]
+        if undeclared:
+            raise fail(
+                f"{key} uses unknown placeholder {_names(undeclared, braces=True)}: declare it "
+                f"in [variables] (built-ins: {', '.join(BUILTIN_PLACEHOLDERS)})"
+            )
 
     compose = _table(data, "compose", fail)
     _check_keys(compose, "compose", COMPOSE_KEYS, fail)
@@ -328,6 +375,7 @@ def recipe_from_dict(
         request=copy.deepcopy(dict(request)),
         checks=copy.deepcopy(dict(checks)),
         path=path,
+        prompt_separate=prompt_separate,
     )
 
 
@@ -462,6 +510,24 @@ def _validate_request(request: Mapping[str, Any], sources: list[str], fail: _Fai
         seed = request["seed"]
         if not (_is_int(seed) and 0 <= seed < 2**63):
             raise fail(f"'seed' in [request] must be an integer >= 0, not {seed!r}")
+    if "references" in request and request["references"] not in REFERENCE_MODES:
+        raise fail(
+            f"'references' in [request] must be stitched or separate, not {request['references']!r}"
+        )
+    if "reference_megapixels" in request:
+        mp = request["reference_megapixels"]
+        if not (_is_number(mp) and 0 < mp <= 4):
+            raise fail(
+                f"'reference_megapixels' in [request] must be a number in (0, 4], not {mp!r}"
+            )
+    if "steps" in request:
+        steps = request["steps"]
+        if not (_is_int(steps) and 1 <= steps <= 50):
+            raise fail(f"'steps' in [request] must be an integer 1..50, not {steps!r}")
+    if "guidance" in request:
+        g = request["guidance"]
+        if not (_is_number(g) and 1.5 <= g <= 10):
+            raise fail(f"'guidance' in [request] must be a number 1.5..10, not {g!r}")
 
 
 def _validate_checks(checks: Mapping[str, Any], known: Mapping[str, Any], fail: _Fail) -> None:

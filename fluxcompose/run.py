@@ -21,14 +21,19 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from . import geometry, pricing
-from .backends import validate_model
-from .backends.base import Backend, GenerationRequest, GenerationResult, OnSubmitted
+from .backends.base import (
+    Backend,
+    GenerationRequest,
+    GenerationResult,
+    OnSubmitted,
+    validate_request,
+)
 from .compose import Composite, compose
 from .download import download_result, write_result_bytes
 from .errors import (
@@ -36,6 +41,7 @@ from .errors import (
     GenerationError,
     InputError,
     RateLimited,
+    RatioError,
     RetryableError,
     TransientError,
 )
@@ -48,7 +54,8 @@ from .images import (
     write_bytes_atomic,
 )
 from .locate import Box, parse_box
-from .recipes import Recipe
+from .models import MAX_TOTAL_PIXELS, model_spec
+from .recipes import REFERENCE_MODES, Recipe
 
 __all__ = [
     "ComposeOptions",
@@ -68,6 +75,7 @@ __all__ = [
     "complete_job",
     "run_job",
     "save_result",
+    "typical_price",
     "warm_up",
 ]
 
@@ -75,6 +83,8 @@ DEFAULT_MODEL = "flux-kontext-pro"
 DEFAULT_SAFETY = 2
 DEFAULT_FORMAT = "png"
 OUTPUT_FORMATS = ("png", "jpeg")
+DEFAULT_REFERENCE_MEGAPIXELS = 1.0  # each separate reference at most this, in 1,048,576 px
+MEGA = geometry.MEGAPIXEL
 RETRY_AFTER_DEFAULT = 5.0  # seconds to wait on a 429 that names no Retry-After
 RETRY_AFTER_MAX = 120.0
 BACKOFF_BASE = 1.0  # seconds; doubled per attempt, with full jitter
@@ -143,6 +153,18 @@ class PreparedJob:
     sources: list[dict[str, Any]]
     aspect_ratio_rule: str
     timings: dict[str, float] = field(default_factory=dict)
+    references: str = "stitched"  # how the sources were sent: "stitched" | "separate"
+    # Each image sent, in order: {index (1-based), name, width, height, bytes, mime}.
+    references_sent: list[dict[str, Any]] = field(default_factory=list)
+    input_mps: tuple[float, ...] = ()  # each image sent, in megapixels (1,048,576 px)
+    output_mp: float = 0.0  # the output asked for, in megapixels
+
+    @property
+    def request_bytes(self) -> int:
+        """The image payload sent, summed over every image (before base64 or multipart)."""
+        req = self.request
+        first = len(req.input_image) if req.input_image is not None else 0
+        return first + sum(len(data) for data, _ in req.more_images)
 
     @property
     def recipe_name(self) -> str | None:
@@ -157,6 +179,9 @@ class PreparedJob:
             "request": self.request.describe(),
             "aspect_ratio_rule": self.aspect_ratio_rule,
             "canvas": self.composite.to_dict() if self.composite else None,
+            "references": self.references,
+            "references_sent": [_public_ref(r) for r in self.references_sent],
+            "request_bytes": self.request_bytes,
             "sources": self.sources,
             "estimated_usd": self.price_usd,
         }
@@ -174,7 +199,8 @@ class JobOutcome:
     sidecar: dict[str, Any]
     metrics: dict[str, Any] | None
     checks_passed: bool | None
-    cost_usd: float
+    cost_usd: float  # what the provider billed when its reply said, else the estimate
+    reference_paths: list[Path] = field(default_factory=list)  # separate: <job>.refN.<ext>
 
 
 # --------------------------------------------------------------------------- prepare
@@ -189,6 +215,11 @@ def _pick(option: Any, recipe: Recipe | None, table: str, key: str, default: Any
         if value is not None:
             return value
     return default
+
+
+def takes_size(model: str) -> bool:
+    """Whether ``model`` takes ``width``/``height`` (FLUX.2) rather than ``aspect_ratio``."""
+    return model_spec(model).size_fields == "width_height"
 
 
 def resolve_model(recipe: Recipe | None, override: str | None) -> str:
@@ -226,6 +257,20 @@ class JobSettings:
     compose: ComposeSettings
     canvas_format: str = DEFAULT_CANVAS_FORMAT  # "jpeg" | "png"
     subject_box: Box | None = None  # the chest box on the target, given by hand
+    references: str = "stitched"  # "stitched" | "separate"
+    reference_megapixels: float = DEFAULT_REFERENCE_MEGAPIXELS  # per separate reference
+    output_megapixels: float = 1.0  # FLUX.2 output budget (the canvas budget unless set)
+    steps: int | None = None  # flux-2-flex: 1..50
+    guidance: float | None = None  # flux-2-flex: 1.5..10
+
+    @property
+    def separate(self) -> bool:
+        return self.references == "separate"
+
+    @property
+    def sized(self) -> bool:
+        """The model takes width/height (FLUX.2)."""
+        return takes_size(self.model)
 
 
 def resolve_job(spec: JobSpec) -> JobSettings:
@@ -252,8 +297,25 @@ def resolve_job(spec: JobSpec) -> JobSettings:
     if subject_box is not None and n == 0:
         raise InputError("--subject-box needs a target image; this job has none")
 
+    ro = spec.request
+    model = resolve_model(recipe, ro.model)
+    spec_ = model_spec(model)  # ConfigError naming the choices for an unknown model
+    references = str(
+        _pick(ro.references, recipe, "request", "references", spec_.default_references)
+    )
+    if references not in REFERENCE_MODES:
+        raise ConfigError(f"references must be stitched or separate, got {references!r}")
+    if n == 0:
+        references = "stitched"  # text to image: nothing to send either way
+    separate = references == "separate"
+    if separate and n > spec_.max_references:
+        raise ConfigError(
+            f"{model} takes at most {spec_.max_references} separate reference images, "
+            f"got {n}; use --references stitched"
+        )
+
     if recipe is not None:
-        prompt = recipe.render(spec.variables, spec.prompt)
+        prompt = recipe.render(spec.variables, spec.prompt, separate=separate)
         variables = {**recipe.variables, **dict(spec.variables)}
     else:
         if spec.variables:
@@ -266,22 +328,40 @@ def resolve_job(spec: JobSpec) -> JobSettings:
     if not prompt.strip():
         raise InputError("the prompt is empty")
 
-    ro = spec.request
-    model = resolve_model(recipe, ro.model)
     seed = _pick(ro.seed, recipe, "request", "seed", None)
     safety = _pick(ro.safety_tolerance, recipe, "request", "safety_tolerance", DEFAULT_SAFETY)
     fmt = _pick(ro.output_format, recipe, "request", "output_format", DEFAULT_FORMAT)
     fmt = "jpeg" if fmt == "jpg" else fmt
     upsampling = bool(_pick(ro.prompt_upsampling, recipe, "request", "prompt_upsampling", False))
     _check_request(model, safety, fmt, seed)
+    steps = _pick(ro.steps, recipe, "request", "steps", None)
+    guidance = _pick(ro.guidance, recipe, "request", "guidance", None)
+    _check_flex(model, steps, guidance)
+    co = spec.compose
+    canvas_mp = float(_pick(co.megapixels, recipe, "compose", "megapixels", 1.0))
+    # One --megapixels: the canvas budget and the FLUX.2 output budget alike.
+    output_mp = float(ro.megapixels if ro.megapixels is not None else canvas_mp)
+    ref_mp = float(
+        _pick(
+            ro.reference_megapixels,
+            recipe,
+            "request",
+            "reference_megapixels",
+            DEFAULT_REFERENCE_MEGAPIXELS,
+        )
+    )
+    _check_budgets(model, output_mp, ref_mp)
     default_rule = "1:1" if n == 0 else ("match:image1" if n == 1 else "canvas")
     if n == 0 and ro.aspect_ratio is None:
         # Text to image: a recipe's canvas/match rule has no image to follow.
         rule = default_rule
     else:
         rule = str(_pick(ro.aspect_ratio, recipe, "request", "aspect_ratio", default_rule))
+    names = tuple(_source_names(recipe, n))
+    if separate and rule.strip() == "canvas":
+        # No canvas is made: its stand-in is the edited image (the target).
+        rule = f"match:{_target_name(list(names))}"
 
-    co = spec.compose
     return JobSettings(
         prompt=prompt,
         variables=variables,
@@ -291,7 +371,7 @@ def resolve_job(spec: JobSpec) -> JobSettings:
         output_format=fmt,
         prompt_upsampling=upsampling,
         aspect_ratio_rule=rule,
-        source_names=tuple(_source_names(recipe, n)),
+        source_names=names,
         compose=ComposeSettings(
             layout=_pick(co.layout, recipe, "compose", "layout", "auto"),
             gutter=int(_pick(co.gutter, recipe, "compose", "gutter", 0)),
@@ -299,11 +379,16 @@ def resolve_job(spec: JobSpec) -> JobSettings:
             background=_pick(co.background, recipe, "compose", "background", "white"),
             labels=bool(_pick(co.labels, recipe, "compose", "labels", False)),
             outline=bool(_pick(co.outline, recipe, "compose", "outline", False)),
-            megapixels=float(_pick(co.megapixels, recipe, "compose", "megapixels", 1.0)),
+            megapixels=canvas_mp,
             upscale=bool(_pick(co.upscale, recipe, "compose", "upscale", True)),
         ),
         canvas_format=ro.canvas_format or DEFAULT_CANVAS_FORMAT,
         subject_box=subject_box,
+        references=references,
+        reference_megapixels=ref_mp,
+        output_megapixels=output_mp,
+        steps=None if steps is None else int(steps),
+        guidance=None if guidance is None else float(guidance),
     )
 
 
@@ -345,13 +430,47 @@ def _ratio_text(aspect: float, w: int, h: int) -> str:
 
 
 def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
-    validate_model(model)
-    if isinstance(safety, bool) or not isinstance(safety, int) or not 0 <= safety <= 6:
-        raise ConfigError(f"safety tolerance must be a whole number from 0 to 6, got {safety!r}")
+    low, top = model_spec(model).safety_range
+    if isinstance(safety, bool) or not isinstance(safety, int) or not low <= safety <= top:
+        raise ConfigError(
+            f"safety tolerance for {model} must be a whole number from {low} to {top}, "
+            f"got {safety!r}"
+        )
     if fmt not in OUTPUT_FORMATS:
         raise ConfigError(f"output format must be png or jpeg, got {fmt!r}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
+
+
+def _check_flex(model: str, steps: Any, guidance: Any) -> None:
+    """--steps and --guidance: flux-2-flex's only, in 1..50 and 1.5..10."""
+    for name, value in (("steps", steps), ("guidance", guidance)):
+        if value is not None and not model_spec(model).tunable:
+            raise ConfigError(f"--{name} is for flux-2-flex only, not {model}")
+    if steps is not None and (
+        isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 50
+    ):
+        raise ConfigError(f"steps must be a whole number from 1 to 50, got {steps!r}")
+    if guidance is not None and (
+        isinstance(guidance, bool)
+        or not isinstance(guidance, int | float)
+        or not 1.5 <= guidance <= 10
+    ):
+        raise ConfigError(f"guidance must be a number from 1.5 to 10, got {guidance!r}")
+
+
+def _check_budgets(model: str, output_mp: float, reference_mp: float) -> None:
+    """The FLUX.2 output is at most 4 MP; a reference's budget is in (0, 4] MP."""
+    if takes_size(model) and not 0 < output_mp <= geometry.FLUX2_MAX_MEGAPIXELS:
+        raise ConfigError(
+            f"{model} makes at most {geometry.FLUX2_MAX_MEGAPIXELS:g} MP: "
+            f"--megapixels {output_mp:g} is too large"
+        )
+    if not 0 < reference_mp <= geometry.FLUX2_MAX_MEGAPIXELS:
+        raise ConfigError(
+            f"--reference-megapixels must be more than 0 and at most "
+            f"{geometry.FLUX2_MAX_MEGAPIXELS:g}, got {reference_mp:g}"
+        )
 
 
 def _source_names(recipe: Recipe | None, n: int) -> list[str]:
@@ -370,16 +489,82 @@ class _Canvas:
     sources: list[dict[str, Any]] = field(default_factory=list)
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # name/position -> (w, h)
     timings: dict[str, float] = field(default_factory=dict)
+    # Separate references: (bytes, mime, (width, height)) per source, in order.
+    references: list[tuple[bytes, str, tuple[int, int]]] = field(default_factory=list)
+    reference_budget_px: int | None = None  # each reference's pixel budget, when separate
+
+
+@dataclass(frozen=True)
+class OutputSize:
+    """The output asked for: ``aspect_ratio`` always (Kontext's size field), and
+    ``width``/``height`` in pixels for models that take a size (FLUX.2)."""
+
+    aspect_ratio: str
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def pixels(self) -> int:
+        """The output's area: width x height, or Kontext's bucket for the ratio."""
+        if self.width is not None and self.height is not None:
+            return self.width * self.height
+        bw, bh = geometry.bucket_for(self.aspect_ratio)
+        return bw * bh
+
+
+def output_size(
+    settings: JobSettings,
+    *,
+    composite: Composite | None,
+    source_sizes: Mapping[str, tuple[int, int]],
+) -> OutputSize:
+    """The output's ratio by the aspect rule, and for FLUX.2 its width/height
+    (:func:`geometry.flux2_size` at ``settings.output_megapixels``)."""
+    ratio = resolve_aspect_ratio(
+        settings.aspect_ratio_rule, composite=composite, source_sizes=source_sizes
+    )
+    if not settings.sized:
+        return OutputSize(ratio)
+    try:
+        w, h = geometry.flux2_size(ratio, settings.output_megapixels)
+    except RatioError as exc:
+        raise ConfigError(str(exc)) from None
+    return OutputSize(ratio, w, h)
+
+
+def reference_budget(n: int, reference_mp: float, output_pixels: int) -> int:
+    """Pixels each of ``n`` separate references may have: ``reference_mp`` megapixels, or
+    less when inputs plus output would pass 9 MP (the references shrink, the output stays)."""
+    cap = MAX_TOTAL_PIXELS
+    share = (cap - output_pixels) / max(n, 1)
+    return int(min(reference_mp * geometry.MEGAPIXEL, share))
+
+
+def _source_info(src: SourceImage, index: int, name: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "name": name,
+        "source": src.source,
+        "sha256": src.sha256,
+        "bytes": src.nbytes,
+        "width": src.size[0],
+        "height": src.size[1],
+        "format": src.format,
+        "orientation": src.orientation,
+    }
 
 
 def _compose_sources(sources: tuple[str, ...], settings: JobSettings) -> _Canvas:
-    """Read the sources and compose them into the canvas (nothing for text to image)."""
+    """Read the sources and compose them into the canvas, or (separate references)
+    shrink and encode each one; nothing for text to image."""
     if not sources:
         return _Canvas()
     t0 = time.perf_counter()
     names = list(settings.source_names)
     opened: list[SourceImage] = [open_source(s) for s in sources]
     t_read = time.perf_counter()
+    if settings.separate:
+        return _encode_references(opened, names, settings, t0, t_read)
     co = settings.compose
     composite = compose(
         opened,
@@ -399,19 +584,33 @@ def _compose_sources(sources: tuple[str, ...], settings: JobSettings) -> _Canvas
     for i, (src, name) in enumerate(zip(opened, names, strict=True)):
         out.sizes[name] = src.size
         out.sizes[str(i + 1)] = src.size
-        out.sources.append(
-            {
-                "index": i,
-                "name": name,
-                "source": src.source,
-                "sha256": src.sha256,
-                "bytes": src.nbytes,
-                "width": src.size[0],
-                "height": src.size[1],
-                "format": src.format,
-                "orientation": src.orientation,
-            }
-        )
+        out.sources.append(_source_info(src, i, name))
+    out.timings = {"read_s": t_read - t0, "compose_s": time.perf_counter() - t_read}
+    return out
+
+
+def _encode_references(
+    opened: list[SourceImage],
+    names: list[str],
+    settings: JobSettings,
+    t0: float,
+    t_read: float,
+) -> _Canvas:
+    """Each source as its own reference: upright, shrunk on load to its budget (never
+    enlarged), encoded like a canvas (JPEG q95 4:4:4, or PNG)."""
+    out = _Canvas()
+    for i, (src, name) in enumerate(zip(opened, names, strict=True)):
+        out.sizes[name] = src.size
+        out.sizes[str(i + 1)] = src.size
+        out.sources.append(_source_info(src, i, name))
+    size = output_size(settings, composite=None, source_sizes=out.sizes)
+    budget = reference_budget(len(opened), settings.reference_megapixels, size.pixels)
+    out.reference_budget_px = budget
+    for src in opened:
+        w, h = geometry.reference_size(src.size[0], src.size[1], budget)
+        image = src.decode(None if (w, h) == src.size else (w, h))
+        encoded = encode_canvas(image, settings.canvas_format)
+        out.references.append((encoded.data, encoded.mime, image.size))
     out.timings = {"read_s": t_read - t0, "compose_s": time.perf_counter() - t_read}
     return out
 
@@ -421,9 +620,7 @@ def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> Gen
     recipe = spec.recipe
     names = list(settings.source_names)
     composite = canvas.composite
-    aspect_ratio = resolve_aspect_ratio(
-        settings.aspect_ratio_rule, composite=composite, source_sizes=canvas.sizes
-    )
+    size = output_size(settings, composite=composite, source_sizes=canvas.sizes)
     context: dict[str, Any] = {
         "recipe": recipe.name if recipe else None,
         "variables": settings.variables,
@@ -432,20 +629,37 @@ def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> Gen
         "source_names": names,
         "target": _target_name(names),
     }
+    if settings.separate:
+        context["references"] = names  # the images are the cells, in this order
     if settings.subject_box is not None:
         context["subject_box"] = list(settings.subject_box)
-    return GenerationRequest(
+    first: bytes | None = canvas.canvas_bytes
+    mime = canvas.canvas_mime
+    more: tuple[tuple[bytes, str], ...] = ()
+    if canvas.references:
+        first, mime = canvas.references[0][0], canvas.references[0][1]
+        more = tuple((data, m) for data, m, _ in canvas.references[1:])
+    request = GenerationRequest(
         prompt=settings.prompt,
         model=settings.model,
-        input_image=canvas.canvas_bytes,
-        input_mime=canvas.canvas_mime,
-        aspect_ratio=aspect_ratio,
+        input_image=first,
+        input_mime=mime,
+        aspect_ratio=size.aspect_ratio,
         seed=settings.seed,
         safety_tolerance=settings.safety_tolerance,
         output_format="jpeg" if settings.output_format == "jpeg" else "png",
         prompt_upsampling=settings.prompt_upsampling,
         context=context,
+        more_images=more,
+        width=size.width,
+        height=size.height,
+        steps=settings.steps,
+        guidance=settings.guidance,
     )
+    # The one check against what the API would refuse (image count, sizes, ranges, and
+    # for FLUX.2 inputs plus output within 9 MP): ConfigError, nothing sent.
+    validate_request(request)
+    return request
 
 
 def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
@@ -457,8 +671,14 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
     settings = resolve_job(spec)
     canvas = _compose_sources(spec.sources, settings)
     request = _build_request(spec, settings, canvas)
+    sent = _references_sent(request, canvas, settings)
+    input_mps = tuple(pricing.image_megapixels(r["width"], r["height"]) for r in sent)
+    size = OutputSize(request.aspect_ratio, request.width, request.height)
+    output_mp = size.pixels / geometry.MEGAPIXEL
+    if size.width is not None and size.height is not None:
+        output_mp = pricing.image_megapixels(size.width, size.height)
     job_id = spec.job_id or _job_hash(
-        spec.recipe, request, canvas.sources, canvas.composite, backend_name
+        spec.recipe, request, canvas.sources, canvas.composite, backend_name, settings, sent
     )
     timings = {**canvas.timings, "prepare_s": time.perf_counter() - t0}
     return PreparedJob(
@@ -467,12 +687,86 @@ def prepare_job(spec: JobSpec, *, backend_name: str) -> PreparedJob:
         composite=canvas.composite,
         canvas_bytes=canvas.canvas_bytes,
         request=request,
-        price_usd=pricing.price_per_call(backend_name, settings.model),
+        price_usd=job_price(backend_name, settings.model, output_mp, input_mps),
         backend_name=backend_name,
         sources=canvas.sources,
         aspect_ratio_rule=settings.aspect_ratio_rule,
         timings=timings,
+        references=settings.references,
+        references_sent=sent,
+        input_mps=input_mps,
+        output_mp=output_mp,
     )
+
+
+def job_price(
+    backend_name: str, model: str, output_mp: float, input_mps: tuple[float, ...]
+) -> float:
+    """The estimated USD for one call: per megapixel for FLUX.2 (output plus every image
+    sent, :func:`pricing.price_usd`), per call for Kontext."""
+    return pricing.price_usd(backend_name, model, output_mp=output_mp, input_mps=input_mps)
+
+
+def typical_price(spec: JobSpec, backend_name: str, n_sources: int) -> float:
+    """The estimated USD of one job of ``spec`` with ``n_sources`` images, before any image
+    is read: each separate reference at its full budget (or the stitched canvas at its
+    budget) and the output at its budget. Exact for Kontext (per call); for FLUX.2 a
+    job's own price (:attr:`PreparedJob.price_usd`) is what the budget reserves."""
+    model = resolve_model(spec.recipe, spec.request.model)
+    try:
+        settings = resolve_job(
+            replace(spec, sources=tuple(f"image{i + 1}" for i in range(n_sources)))
+        )
+    except InputError:
+        return pricing.price_per_call(backend_name, model)
+    if not settings.sized:
+        return pricing.price_per_call(backend_name, model)
+    if n_sources == 0:
+        inputs: tuple[float, ...] = ()
+    elif settings.separate:
+        share = reference_budget(
+            n_sources, settings.reference_megapixels, int(settings.output_megapixels * MEGA)
+        )
+        inputs = (share / MEGA,) * n_sources
+    else:
+        inputs = (settings.compose.megapixels,)
+    return job_price(backend_name, model, settings.output_megapixels, inputs)
+
+
+def _references_sent(
+    request: GenerationRequest, canvas: _Canvas, settings: JobSettings
+) -> list[dict[str, Any]]:
+    """Each image the request carries, in order: {index, name, width, height, bytes, mime}."""
+    if canvas.references:
+        return [
+            {
+                "index": i + 1,
+                "name": name,
+                "width": w,
+                "height": h,
+                "bytes": len(data),
+                "mime": mime,
+            }
+            for i, ((data, mime, (w, h)), name) in enumerate(
+                zip(canvas.references, settings.source_names, strict=True)
+            )
+        ]
+    if canvas.composite is not None and request.input_image is not None:
+        return [
+            {
+                "index": 1,
+                "name": "canvas",
+                "width": canvas.composite.width,
+                "height": canvas.composite.height,
+                "bytes": len(request.input_image),
+                "mime": request.input_mime,
+            }
+        ]
+    return []
+
+
+def _public_ref(ref: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in ref.items() if k != "mime"}
 
 
 def _target_name(names: list[str]) -> str | None:
@@ -487,18 +781,28 @@ def _job_hash(
     sources: list[dict[str, Any]],
     composite: Composite | None,
     backend_name: str,
+    settings: JobSettings,
+    sent: list[dict[str, Any]],
 ) -> str:
     """A short stable id: the same recipe, prompt, parameters and source content give the same id.
 
     The backend is part of it: a free local preview must not make a later paid run
     on the same OUTDIR look already done.
     """
-    basis = {
+    described = request.describe() | {"input_image": None, "input_mime": None}
+    if "more_images" in described:
+        described["more_images"] = None  # their encoding, like the canvas's, is left out
+    recipe_dict = recipe.to_dict() if recipe else None
+    if recipe_dict is not None and not settings.separate:
+        # A stitched job never uses prompt_separate: leaving it out keeps the ids
+        # stitched jobs had before recipes gained it.
+        recipe_dict.pop("prompt_separate", None)
+    basis: dict[str, Any] = {
         "backend": backend_name,
-        "recipe": recipe.to_dict() if recipe else None,
+        "recipe": recipe_dict,
         # How the canvas is encoded (PNG or JPEG) does not change what is asked: leaving it
         # out keeps the ids of jobs journalled before JPEG canvases, so none is paid twice.
-        "request": request.describe() | {"input_image": None, "input_mime": None},
+        "request": described,
         "sources": [s["sha256"] for s in sources],
         "canvas": None
         if composite is None
@@ -508,6 +812,8 @@ def _job_hash(
         # A different chest box makes a different preview and different checks; jobs
         # without one keep the ids earlier versions gave them.
         basis["subject_box"] = request.context["subject_box"]
+    if settings.separate:
+        basis["references"] = [[r["width"], r["height"]] for r in sent]
     digest = hashlib.sha256(json.dumps(basis, sort_keys=True, default=str).encode()).hexdigest()
     prefix = recipe.name if recipe else "prompt"
     return f"{prefix}-{digest[:12]}"
@@ -654,8 +960,8 @@ def _compare(
     from . import compare as compare_mod
     from .images import load_image
 
-    if prepared.composite is None or not prepared.sources:
-        return None, None
+    if not prepared.sources:
+        return None, None  # text to image: nothing to measure against
     recipe = prepared.spec.recipe
     names = [s["name"] for s in prepared.sources]
     budget = (1024, 1024)
@@ -665,6 +971,14 @@ def _compare(
     }
     target_name = _target_name(names)
     assert target_name is not None
+    if prepared.composite is None:
+        # Separate references: no canvas layout, so the output must be the target's frame.
+        from PIL import Image
+
+        with Image.open(output_path) as im:
+            out_size = im.size
+        info = prepared.sources[names.index(target_name)]
+        compare_mod.require_target_frame(out_size, (int(info["width"]), int(info["height"])))
     checks = dict(recipe.checks) if recipe else {}
     context = prepared.request.context
     variables = context.get("variables") or {}
@@ -683,7 +997,7 @@ def _compare(
         subject_box=context.get("subject_box"),
         placement=None if placement is None else str(placement),
         sheet=sheet_path,
-        canvas=prepared.composite.image,
+        canvas=None if prepared.composite is None else prepared.composite.image,
     )
     data = report.to_dict()
     if not checks:
@@ -709,18 +1023,31 @@ def finish_job(
     compare: bool = True,
     timings: Mapping[str, float] | None = None,
     task_id: str | None = None,
+    billed: Mapping[str, Any] | None = None,
 ) -> JobOutcome:
-    """Write the canvas, compare the output (and draw its sheet), then the sidecar ``<job>.json``."""
+    """Write the canvas (or the separate references), compare the output (and draw its
+    sheet), then the sidecar ``<job>.json``.
+
+    ``billed`` is the provider's word on the price (``GenerationResult.extra``:
+    ``cost_credits``, ``input_mp``, ``output_mp``), when its reply carried one.
+    """
     t0 = time.perf_counter()
     outdir.mkdir(parents=True, exist_ok=True)
     canvas_path: Path | None = None
+    reference_paths: list[Path] = []
+    req = prepared.request
     if prepared.canvas_bytes is not None:
         # Exactly the bytes sent. Not fsynced: the canvas is derived data
         # (the sidecar records its sources and layout).
-        ext = canvas_extension(prepared.request.input_mime)
+        ext = canvas_extension(req.input_mime)
         canvas_path = write_bytes_atomic(
             outdir / f"{prepared.job_id}.canvas.{ext}", prepared.canvas_bytes, durable=False
         )
+    elif prepared.references == "separate" and req.input_image is not None:
+        images = [(req.input_image, req.input_mime), *req.more_images]
+        for i, (data, mime) in enumerate(images, start=1):
+            path = outdir / f"{prepared.job_id}.ref{i}.{canvas_extension(mime)}"
+            reference_paths.append(write_bytes_atomic(path, data, durable=False))
     metrics: dict[str, Any] | None = None
     sheet_path: Path | None = None
     if compare:
@@ -742,6 +1069,8 @@ def finish_job(
         backend_name=backend_name or prepared.backend_name,
         task_id=task_id,
         timings=all_timings,
+        billed=billed,
+        reference_paths=reference_paths,
     )
     sidecar_path = write_bytes_atomic(
         outdir / f"{prepared.job_id}.json",
@@ -757,8 +1086,36 @@ def finish_job(
         sidecar=sidecar,
         metrics=metrics,
         checks_passed=passed,
-        cost_usd=prepared.price_usd,
+        cost_usd=float(sidecar["cost_usd"]),
+        reference_paths=reference_paths,
     )
+
+
+def cost_record(prepared: PreparedJob, billed: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What the job cost: ``{"estimated_usd", "billed_credits", "input_mp", "output_mp",
+    "source", "usd"}``. ``source`` is ``provider`` when the reply carried ``cost_credits``
+    (1 credit = $0.01, the truth about what was paid), else ``estimate``; the megapixels
+    are the provider's when it gave them, else ours (1 MP = 1,048,576 px)."""
+    billed = billed or {}
+    credits = _number(billed.get("cost_credits"))
+    input_mp = _number(billed.get("input_mp"))
+    output_mp = _number(billed.get("output_mp"))
+    return {
+        "estimated_usd": prepared.price_usd,
+        "billed_credits": credits,
+        "input_mp": round(sum(prepared.input_mps) if input_mp is None else input_mp, 6),
+        "output_mp": round(prepared.output_mp if output_mp is None else output_mp, 6),
+        "source": "estimate" if credits is None else "provider",
+        "usd": prepared.price_usd if credits is None else pricing.credits_to_usd(credits),
+    }
+
+
+def _number(value: Any) -> float | None:
+    """A finite number as float, else None (a bool is not a number here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if number == number and abs(number) != float("inf") else None
 
 
 def build_sidecar(
@@ -771,6 +1128,8 @@ def build_sidecar(
     backend_name: str,
     task_id: str | None,
     timings: Mapping[str, float],
+    billed: Mapping[str, Any] | None = None,
+    reference_paths: list[Path] | None = None,
 ) -> dict[str, Any]:
     """The provenance record. It never holds an API key: the request carries none."""
     from . import __version__
@@ -789,6 +1148,15 @@ def build_sidecar(
             out_info["format"] = (im.format or "").lower()
     except OSError:
         pass
+    cost = cost_record(prepared, billed)
+    usd = cost.pop("usd")
+    paths = [p.name for p in reference_paths or []]
+    sent = [
+        {**_public_ref(r), "path": paths[i] if i < len(paths) else None}
+        for i, r in enumerate(prepared.references_sent)
+    ]
+    if prepared.references != "separate" and sent and canvas_path is not None:
+        sent[0]["path"] = canvas_path.name
     return {
         "job_id": prepared.job_id,
         "created": _now(),
@@ -804,9 +1172,11 @@ def build_sidecar(
         "aspect_ratio": req.aspect_ratio,
         "aspect_ratio_rule": prepared.aspect_ratio_rule,
         "request": req.describe(),
-        # The image payload as sent (the canvas file's size), before any base64 or
-        # multipart framing; 0 for text-to-image.
-        "request_bytes": len(req.input_image) if req.input_image is not None else 0,
+        # The image payload as sent (every image file's size, summed), before any base64
+        # or multipart framing; 0 for text-to-image.
+        "request_bytes": prepared.request_bytes,
+        "references": prepared.references,
+        "references_sent": sent,
         "task_id": _public_task_id(task_id),
         "sources": prepared.sources,
         "canvas": None
@@ -814,7 +1184,8 @@ def build_sidecar(
         else {"path": canvas_path.name if canvas_path else None, **prepared.composite.to_dict()},
         "output": out_info,
         "sheet": sheet_path.name if sheet_path else None,
-        "cost_usd": prepared.price_usd,
+        "cost_usd": usd,
+        "cost": cost,
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "compare": metrics,
         "checks": None if metrics is None else metrics.get("checks"),
@@ -847,7 +1218,8 @@ def run_job(
     max_attempts: int = 4,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> JobOutcome:
-    """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.<ext>`` and ``<job>.json``."""
+    """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.<ext>`` (or
+    ``<job>.ref1.<ext>``, ... for separate references) and ``<job>.json``."""
     prepared = prepare_job(spec, backend_name=backend.name)
     return complete_job(
         prepared, backend, outdir, compare=compare, max_attempts=max_attempts, on_retry=on_retry
@@ -905,4 +1277,5 @@ def complete_job(
         compare=compare,
         timings={"generate_s": t1 - t0, "download_s": t2 - t1},
         task_id=result.task_id or task.get("id"),
+        billed=result.extra,
     )

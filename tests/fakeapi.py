@@ -9,12 +9,16 @@ OpenAI-compatible (base ``api.openai_base`` = ``<url>/v1``):
 BFL (base ``api.bfl_base`` = ``<url>``):
 
 - ``POST /v1/flux-kontext-pro|max`` -> ``{"id", "polling_url"}``; ``x-key`` header;
+- ``POST /v1/flux-2-pro|max|flex`` -> ``{"id", "polling_url", "cost", "input_mp",
+  "output_mp"}``, the cost (credits) from the official formula (:func:`flux2_cost`)
+  unless ``bfl_cost`` scripts it; the result has the requested ``width`` x ``height``;
 - ``GET /v1/get_result?id=`` -> ``{"id", "status", "result": {"sample"}}``;
   errors ``{"detail": ...}``.
 
 Result files are served at ``/results/<name>``. The result image is the
-received canvas resized to the Kontext bucket of the request's aspect ratio
-(see :func:`render_result`), or a solid colour for text-to-image, so a test can
+received canvas (the first input image) resized to the Kontext bucket of the
+request's aspect ratio (see :func:`render_result`), or to the ``width`` x ``height``
+asked for when the request has them (:func:`render_sized`), or a solid colour for text-to-image, so a test can
 check that the pipeline wrote what the server produced.
 
 Every request is recorded (:class:`RecordedRequest`). Behaviour is set through
@@ -32,6 +36,7 @@ import hashlib
 import io
 import itertools
 import json
+import math
 import random
 import threading
 import time
@@ -46,7 +51,14 @@ from PIL import Image
 
 from fluxcompose.geometry import bucket_for
 
-__all__ = ["FakeAPI", "RecordedRequest", "Scripted", "render_result"]
+__all__ = [
+    "FakeAPI",
+    "RecordedRequest",
+    "Scripted",
+    "flux2_cost",
+    "render_result",
+    "render_sized",
+]
 
 SUBMIT_KINDS = frozenset({"generations", "edits", "bfl-submit"})
 
@@ -62,7 +74,10 @@ class RecordedRequest:
     image as decoded bytes (from a data URL, plain base64 or the file field).
     ``status`` is the HTTP status replied (0 for a dropped connection).
     ``client_port`` is the client's TCP port: requests on one kept-alive
-    connection share it.
+    connection share it. ``images`` are all the input images in order
+    (``input_image``, ``input_image_2`` ..., or the multipart image files);
+    ``file_parts`` every multipart file part in order as (field, filename,
+    content type, bytes), repeated fields (``image[]``) included.
     """
 
     method: str
@@ -77,6 +92,8 @@ class RecordedRequest:
     image: bytes | None = None
     status: int = 0
     client_port: int = 0
+    images: list[bytes] = field(default_factory=list)
+    file_parts: list[tuple[str, str, str, bytes]] = field(default_factory=list)
 
 
 @dataclass
@@ -131,6 +148,84 @@ def render_result(
     return buf.getvalue()
 
 
+FLUX2_CREDITS: dict[str, tuple[float, float]] = {
+    "flux-2-pro": (3.0, 1.5),
+    "flux-2-max": (7.0, 3.0),
+    "flux-2-flex": (5.0, 5.0),
+}
+"""Official FLUX.2 prices in credits (1 credit = $0.01): (first MP, each further MP)."""
+
+
+def flux2_cost(model: str, output_px: int, input_px: Iterable[int]) -> tuple[float, float, float]:
+    """(cost in credits, input_mp, output_mp) as BFL reports them for a FLUX.2 task.
+
+    A megapixel is 1024 x 1024 pixels; ``input_mp`` (all inputs) and ``output_mp`` are
+    taken to 2 decimals; the output counts at least 1 MP and the total is billed in
+    whole megapixels, rounded up: ``first + (billed - 1) * extra``.
+    """
+    first, extra = FLUX2_CREDITS[model]
+    output_mp = round(output_px / 1024**2, 2)
+    input_mp = round(sum(input_px) / 1024**2, 2)
+    billed = max(1, math.ceil(round(max(output_mp, 1.0) + input_mp, 2) - 1e-9))
+    return round(first + (billed - 1) * extra, 4), input_mp, output_mp
+
+
+@functools.lru_cache(maxsize=32)
+def render_sized(
+    image: bytes | None, width: int, height: int, output_format: str, prompt: str = ""
+) -> bytes:
+    """Like :func:`render_result` but at ``width`` x ``height`` (FLUX.2), in ``png``,
+    ``jpeg`` or ``webp``."""
+    if image is None:
+        digest = hashlib.sha256(prompt.encode("utf-8")).digest()
+        pic = Image.new("RGB", (width, height), (digest[0], digest[1], digest[2]))
+    else:
+        with Image.open(io.BytesIO(image)) as src:
+            pic = src.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)
+    buf = io.BytesIO()
+    if output_format == "jpeg":
+        pic.save(buf, format="JPEG", quality=90)
+    elif output_format == "webp":
+        pic.save(buf, format="WEBP", quality=90)
+    else:
+        pic.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def _render(fields: dict[str, Any], image: bytes | None, prompt: str) -> tuple[bytes, str]:
+    """(result bytes, content type) for a request's fields: sized when ``width`` and
+    ``height`` are given, else the Kontext bucket of ``aspect_ratio``."""
+    fmt = str(fields.get("output_format", "png"))
+    ctype = {"jpeg": "image/jpeg", "webp": "image/webp"}.get(fmt, "image/png")
+    width, height = fields.get("width"), fields.get("height")
+    if width is not None or height is not None:
+        w, h = int(str(width)), int(str(height))
+        if w < 64 or h < 64 or w % 16 or h % 16 or w * h > 4 * 1024**2:
+            raise ValueError(f"invalid size {w}x{h}")
+        return render_sized(image, w, h, fmt, prompt), ctype
+    return render_result(image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt), ctype
+
+
+def _pixels(data: bytes) -> int:
+    with Image.open(io.BytesIO(data)) as img:
+        return int(img.size[0]) * int(img.size[1])
+
+
+def _input_images(fields: dict[str, Any], *, data_urls: bool) -> list[bytes]:
+    """The decodable ``input_image``, ``input_image_2`` ... values, in order."""
+    out: list[bytes] = []
+    for i in range(1, 10):
+        value = fields.get("input_image" if i == 1 else f"input_image_{i}")
+        if not isinstance(value, str):
+            continue
+        if not data_urls and value.startswith("data:"):
+            continue
+        decoded = _b64_image(value)
+        if decoded is not None:
+            out.append(decoded)
+    return out
+
+
 def _b64_image(value: object) -> bytes | None:
     if not isinstance(value, str):
         return None
@@ -174,7 +269,9 @@ class FakeAPI:
     - ``result_content`` / ``result_content_type``: serve these bytes as every
       result instead of the image (e.g. an HTML page); ``result_status``: answer
       every result download with this status instead;
-    - ``clock``: the time source for link expiry.
+    - ``clock``: the time source for link expiry;
+    - ``bfl_cost``: for FLUX.2 submissions, reply these ``cost``/``input_mp``/
+      ``output_mp`` fields instead of the official formula's (``{}``: none at all).
 
     :meth:`script` queues replies for the next submissions, :meth:`script_polls`
     for the next BFL polls.
@@ -213,6 +310,7 @@ class FakeAPI:
         self.result_content: bytes | None = None
         self.result_content_type = "text/html"
         self.clock: Callable[[], float] = time.monotonic
+        self.bfl_cost: dict[str, Any] | None = None
         self.requests: list[RecordedRequest] = []
         self.billable = 0
         self._script: deque[Scripted] = deque()
@@ -361,7 +459,7 @@ class FakeAPI:
 
 
 _OPENAI_PATHS = {"/v1/images/generations": "generations", "/v1/images/edits": "edits"}
-_BFL_MODELS = ("flux-kontext-pro", "flux-kontext-max")
+_BFL_MODELS = ("flux-kontext-pro", "flux-kontext-max", *FLUX2_CREDITS)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -497,11 +595,15 @@ class _Handler(BaseHTTPRequestHandler):
                 rec.json = None
             fields = rec.json if isinstance(rec.json, dict) else {}
             rec.image = _b64_image(fields.get("input_image"))
+            rec.images = _input_images(fields, data_urls=True)
         else:
-            rec.form, rec.files = _parse_multipart(self.headers.get("Content-Type", ""), body)
+            rec.form, rec.files, rec.file_parts = _parse_multipart_parts(
+                self.headers.get("Content-Type", ""), body
+            )
             fields = dict(rec.form)
-            if "image" in rec.files:
-                rec.image = rec.files["image"][2]
+            rec.images = [part[3] for part in rec.file_parts if part[0] in ("image", "image[]")]
+            if rec.images:
+                rec.image = rec.images[0]
         fake._record(rec)
         if fake.latency:
             time.sleep(fake.latency)
@@ -529,17 +631,17 @@ class _Handler(BaseHTTPRequestHandler):
             )
             self._error(rec, "openai", Scripted(400, code=code, message=message))
             return
-        fmt = str(fields.get("output_format", "png"))
         try:
-            data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
-            data = fake._issue11_result(str(fields.get("model", "")), fields, data, fmt)
-        except Exception as exc:  # a bad ratio or image is the client's fault
+            data, ctype = _render(fields, rec.image, prompt)
+            data = fake._issue11_result(
+                str(fields.get("model", "")), fields, data, str(fields.get("output_format", "png"))
+            )
+        except Exception as exc:  # a bad ratio, size or image is the client's fault
             self._error(
                 rec, "openai", Scripted(400, code="invalid_request", message=f"bad request: {exc}")
             )
             return
         fake._bill()
-        ctype = "image/jpeg" if fmt == "jpeg" else "image/png"
         if fake.reply_as == "b64_json":
             item = {"b64_json": base64.b64encode(data).decode("ascii")}
         else:
@@ -560,6 +662,7 @@ class _Handler(BaseHTTPRequestHandler):
             if isinstance(raw_image, str) and not raw_image.startswith("data:")
             else None
         )
+        rec.images = _input_images(fields, data_urls=False)
         fake._record(rec)
         if fake.latency:
             time.sleep(fake.latency)
@@ -585,10 +688,14 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         prompt = str(fields.get("prompt", ""))
-        fmt = str(fields.get("output_format", "png"))
+        flux2 = model in FLUX2_CREDITS
+        if flux2:
+            fields = {"width": 1024, "height": 1024, "output_format": "jpeg", **fields}
         try:
-            data = render_result(rec.image, str(fields.get("aspect_ratio", "1:1")), fmt, prompt)
-            data = fake._issue11_result(model, fields, data, fmt)
+            data, ctype = _render(fields, rec.image, prompt)
+            data = fake._issue11_result(
+                model, fields, data, str(fields.get("output_format", "png"))
+            )
         except Exception as exc:
             self._json(rec, 422, {"detail": f"bad request: {exc}"})
             return
@@ -598,14 +705,25 @@ class _Handler(BaseHTTPRequestHandler):
         task = _Task(
             id=fake._new_id(),
             result=data,
-            content_type="image/jpeg" if fmt == "jpeg" else "image/png",
+            content_type=ctype,
             final_status=final,
             polls_left=fake.pending_polls,
         )
         fake._new_task(task)
         fake._bill()
         polling_url = f"{fake.url}/v1/get_result?id={task.id}"
-        self._json(rec, 200, {"id": task.id, "polling_url": polling_url})
+        reply: dict[str, Any] = {"id": task.id, "polling_url": polling_url}
+        if flux2:
+            if fake.bfl_cost is not None:
+                reply.update(fake.bfl_cost)
+            else:
+                cost, input_mp, output_mp = flux2_cost(
+                    model,
+                    int(fields["width"]) * int(fields["height"]),
+                    [_pixels(img) for img in rec.images],
+                )
+                reply.update({"cost": cost, "input_mp": input_mp, "output_mp": output_mp})
+        self._json(rec, 200, reply)
 
     def _bfl_poll(self) -> None:
         fake = self.fake
@@ -679,10 +797,19 @@ def _parse_multipart(
     content_type: str, body: bytes
 ) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]]]:
     """Text fields and file fields of a multipart/form-data body."""
+    form, files, _parts = _parse_multipart_parts(content_type, body)
+    return form, files
+
+
+def _parse_multipart_parts(
+    content_type: str, body: bytes
+) -> tuple[dict[str, str], dict[str, tuple[str, str, bytes]], list[tuple[str, str, str, bytes]]]:
+    """Text fields, file fields (the last of each name) and every file part in order."""
     form: dict[str, str] = {}
     files: dict[str, tuple[str, str, bytes]] = {}
+    parts_in_order: list[tuple[str, str, str, bytes]] = []
     if not content_type.lower().startswith("multipart/form-data"):
-        return form, files
+        return form, files, parts_in_order
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
     msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(head + body)
     parts: Iterable[Any] = msg.iter_parts() if msg.is_multipart() else []
@@ -694,7 +821,8 @@ def _parse_multipart(
         filename = part.get_filename()
         if filename is not None:
             files[str(name)] = (filename, part.get_content_type(), payload)
+            parts_in_order.append((str(name), filename, part.get_content_type(), payload))
         else:
             charset = part.get_content_charset() or "utf-8"
             form[str(name)] = payload.decode(charset, "replace")
-    return form, files
+    return form, files, parts_in_order

@@ -343,6 +343,8 @@ def test_repr_and_caps() -> None:
     assert KEY not in repr(backend)
     assert backend.max_concurrency("flux-kontext-pro") == 24
     assert backend.max_concurrency("flux-kontext-max") == 6
+    for model in ("flux-2-pro", "flux-2-max", "flux-2-flex"):
+        assert backend.max_concurrency(model) == 24
     assert backend.resumable is True and backend.name == "bfl"
 
 

@@ -23,11 +23,11 @@ from fluxcompose.backends.local import (
     NOTICE,
     LocalBackend,
     fit_to_bucket,
+    fit_to_size,
     parse_fraction,
     placement_center,
     reinhard_transfer,
 )
-from fluxcompose.errors import ConfigError
 from fluxcompose.geometry import bucket_for
 from tests.paths import SHARED_IMAGES
 
@@ -313,9 +313,92 @@ def test_same_seed_same_bytes_for_recipes() -> None:
         assert r1.data == r2.data, recipe
 
 
-def test_unknown_model_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="flux-kontext-pro"):
-        LocalBackend().generate(GenerationRequest(prompt="x", model="flux-dev"))
+def test_any_model_gives_the_same_preview_and_says_the_model_only_changes_the_price() -> None:
+    # The local preview imitates the recipe; the model only changes the estimated price.
+    results = [
+        LocalBackend().generate(_request("pattern-transfer", {"size": "1/2"}, seed=3, model=m))
+        for m in ("flux-kontext-pro", "flux-2-pro", "some-future-model")
+    ]
+    assert results[0].data == results[1].data == results[2].data
+    assert results[1].extra["model_notice"] == (
+        "local preview: the model (flux-2-pro) only changes the estimated price"
+    )
+    assert LocalBackend().model_notice("flux-2-max") == (
+        "local preview: the model (flux-2-max) only changes the estimated price"
+    )
+
+
+def _png(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _separate(recipe: str, variables: dict[str, Any], **kw: Any) -> GenerationRequest:
+    """The pattern and the target as two separate references (no canvas, no layout)."""
+    pattern, target = kw.pop("left", _pattern()), kw.pop("right", _target())
+    context = {
+        "recipe": recipe,
+        "variables": variables,
+        "checks": {},
+        "layout": None,
+        "references": ["pattern", "target"],
+        "source_names": ["pattern", "target"],
+        "target": "target",
+    }
+    return GenerationRequest(
+        prompt="p",
+        input_image=_png(pattern),
+        more_images=((_png(target), "image/png"),),
+        context=context,
+        **kw,
+    )
+
+
+def test_separate_references_give_the_stitched_preview() -> None:
+    # The same two pictures, stitched on a canvas or sent as two references: the same
+    # mock-up (the cells are the references), so the pixels agree.
+    stitched = LocalBackend().generate(_request("pattern-transfer", {"size": "1/2"}, seed=5))
+    separate = LocalBackend().generate(_separate("pattern-transfer", {"size": "1/2"}, seed=5))
+    assert separate.extra["references"] == 2
+    assert separate.extra["method"] == stitched.extra["method"]
+    assert separate.extra["pattern_box"] == stitched.extra["pattern_box"]
+    a, b = _decode(stitched.data or b""), _decode(separate.data or b"")
+    assert a.shape == b.shape == (1024, 1024, 3)
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 2
+
+
+def test_separate_style_fusion_and_side_by_side() -> None:
+    style = np.zeros((64, 96, 3), np.uint8)
+    style[..., 0] = 200
+    out = LocalBackend().generate(_separate("style-fusion", {}, left=style, seed=1))
+    assert out.extra["style_index"] == 0 and out.extra["target_index"] == 1
+    side = LocalBackend().generate(
+        _separate("side-by-side", {}, left=_target(), aspect_ratio="2:1", seed=1)
+    )
+    img = _decode(side.data or b"")
+    assert img.shape[:2] == bucket_for("2:1")[::-1]
+
+
+def test_an_asked_width_and_height_is_the_output_size() -> None:
+    # FLUX.2 sizes are not Kontext buckets: 1200x896 is what 4:3 at 1 MP gives.
+    right = np.asarray(
+        Image.fromarray(_target()).resize((300, 225)), dtype=np.uint8
+    )  # a 4:3 target
+    for req in (
+        _request("pattern-transfer", {}, right=right, aspect_ratio="4:3", width=1200, height=896),
+        _separate("pattern-transfer", {}, right=right, aspect_ratio="4:3", width=1200, height=896),
+    ):
+        out = LocalBackend().generate(req)
+        assert out.extra["size"] == [1200, 896]
+        img = _decode(out.data or b"")
+        assert img.shape == (896, 1200, 3)
+    assert bucket_for("4:3") != (1200, 896)
+    # Filled when the aspects agree within 0.02, letterboxed (centred) otherwise.
+    _, placed = fit_to_size(np.zeros((225, 300, 3), np.uint8), (1200, 896))
+    assert placed == (0, 0, 1200, 896)
+    _, placed = fit_to_size(np.zeros((300, 300, 3), np.uint8), (1200, 896))
+    assert placed == (152, 0, 1048, 896)
 
 
 def test_registry_and_protocol() -> None:

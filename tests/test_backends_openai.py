@@ -305,7 +305,47 @@ def test_concurrency_caps() -> None:
     backend = OpenAICompatBackend(KEY)
     assert backend.max_concurrency("flux-kontext-pro") == 24
     assert backend.max_concurrency("flux-kontext-max") == 6
+    for model in ("flux-2-pro", "flux-2-max", "flux-2-flex"):
+        assert backend.max_concurrency(model) == 24
     assert backend.resumable is False and backend.name == "openai"
+
+
+def _status_exc(status: int, body: object, headers: dict[str, str] | None = None) -> object:
+    import httpx2
+    import openai
+
+    request = httpx2.Request("POST", "https://gw.example/v1/images/generations")
+    response = httpx2.Response(status, headers=headers or {}, request=request)
+    return openai.APIStatusError(f"Error code: {status}", response=response, body=body)
+
+
+@pytest.mark.parametrize(
+    "status,headers,message,expected,retry_after",
+    [
+        (429, {"retry-after-ms": "1500"}, "slow down", RateLimited, 1.5),
+        (429, {"retry-after": "3", "retry-after-ms": "1500"}, "slow down", RateLimited, 3.0),
+        # Moderation is recognised only in the 4xx that are not auth, credits or rate limits.
+        (402, {}, "moderation credits exhausted", InsufficientCredits, None),
+        (403, {}, "blocked by moderation", AuthError, None),
+        (422, {}, "content policy violation", Moderated, None),
+        (400, {}, "bad width", RequestError, None),
+        (503, {}, "overloaded", TransientError, None),
+    ],
+)
+def test_status_error_mapping_direct(
+    status: int,
+    headers: dict[str, str],
+    message: str,
+    expected: type[BaseException],
+    retry_after: float | None,
+) -> None:
+    backend = OpenAICompatBackend(KEY, base_url="https://gw.example/v1")
+    exc = _status_exc(status, {"error": {"message": f"{message} {KEY}", "code": None}}, headers)
+    err = backend._status_error(exc)  # type: ignore[arg-type]
+    assert type(err) is expected
+    assert KEY not in str(err)
+    if retry_after is not None:
+        assert isinstance(err, RateLimited) and err.retry_after == retry_after
 
 
 # --------------------------------------------------------------------------- registry and resolution

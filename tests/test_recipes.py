@@ -82,11 +82,15 @@ def test_every_builtin_loads_and_renders_with_defaults(name: str) -> None:
         "description",
         "sources",
         "prompt",
+        "prompt_separate",  # the prompt for separate references (DESIGN.md section 11)
         "variables",
         "compose",
         "request",
         "checks",
     }
+    separate = recipe.render(separate=True)
+    assert "image 1" in separate and "image 2" in separate
+    assert "left" not in separate.replace("on the left", "")
     for key in ("model", "aspect_ratio", "safety_tolerance", "output_format", "prompt_upsampling"):
         assert key in recipe.request
     assert {"layout", "gutter"} <= set(recipe.compose)
@@ -334,6 +338,23 @@ def test_unknown_placeholder_in_prompt_names_it(tmp_path: Path) -> None:
         recipe_from_dict(minimal(prompt=f"x {{{name}}}"))
 
 
+def test_prompt_separate_is_checked_and_rendered_for_separate_references(
+    tmp_path: Path,
+) -> None:
+    bad = minimal(prompt_separate="Give image 2 {thing} in {tint}.")
+    with pytest.raises(RecipeError) as info:
+        load_recipe(write_recipe(tmp_path, to_toml(bad)))
+    assert "prompt_separate" in str(info.value) and "{tint}" in str(info.value)
+    recipe = recipe_from_dict(minimal(prompt_separate="Give image 2 {thing}, {how}."))
+    assert recipe.render({"how": "sad"}) == "Make the cat look sad."
+    assert recipe.render({"how": "sad"}, separate=True) == "Give image 2 the cat, sad."
+    # --prompt replaces either template; without prompt_separate, separate uses prompt
+    assert recipe.render(None, "just {thing}", separate=True) == "just the cat"
+    assert recipe_from_dict(minimal()).render(separate=True) == "Make the cat look happy."
+    assert "prompt_separate" not in recipe_from_dict(minimal()).to_dict()
+    assert recipe.to_dict()["prompt_separate"] == "Give image 2 {thing}, {how}."
+
+
 BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"sources": "a,b"}, "sources"),
     ({"sources": ["a", 2]}, "sources"),
@@ -376,6 +397,15 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"request": {"prompt_upsampling": "false"}}, "prompt_upsampling"),
     ({"request": {"seed": -3}}, "seed"),
     ({"request": {"seed": "42"}}, "seed"),
+    ({"request": {"references": "stacked"}}, "references"),
+    ({"request": {"reference_megapixels": 0}}, "reference_megapixels"),
+    ({"request": {"reference_megapixels": 5}}, "reference_megapixels"),
+    ({"request": {"steps": 0}}, "steps"),
+    ({"request": {"steps": 2.5}}, "steps"),
+    ({"request": {"guidance": 1.0}}, "guidance"),
+    ({"request": {"guidance": "high"}}, "guidance"),
+    ({"prompt_separate": 5}, "prompt_separate"),
+    ({"prompt_separate": " "}, "prompt_separate"),
     ({"checks": {"ssim_min": "high"}}, "ssim_min"),
     ({"checks": {"pattern_width_fraction": [0.8, 0.45]}}, "pattern_width_fraction"),
     ({"checks": {"pattern_width_fraction": [0.4, 0.5, 0.6]}}, "pattern_width_fraction"),
@@ -405,6 +435,9 @@ def test_bad_types_name_the_offender(tmp_path: Path, change: dict[str, Any], nee
         {"aspect_ratio": "1.91:1"},
         {"model": "flux-kontext-max", "safety_tolerance": 6, "output_format": "jpeg"},
         {"safety_tolerance": 0, "seed": 0, "prompt_upsampling": True},
+        {"model": "flux-2-pro", "references": "separate", "reference_megapixels": 0.5},
+        {"model": "flux-2-flex", "steps": 50, "guidance": 1.5},
+        {"references": "stitched", "guidance": 10},
     ],
 )
 def test_good_request_values(request_table: dict[str, Any]) -> None:

@@ -18,6 +18,7 @@ from .base import (
     GenerationResult,
     OnSubmitted,
     validate_model,
+    validate_request,
 )
 from .bfl import BFLBackend
 from .local import LocalBackend
@@ -42,6 +43,7 @@ __all__ = [
     "resolve_backend_name",
     "resolve_base_url",
     "validate_model",
+    "validate_request",
 ]
 
 BACKENDS: dict[str, type] = {

@@ -13,6 +13,15 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError
+from ..models import (
+    GUIDANCE_RANGE,
+    MAX_TOTAL_PIXELS,
+    MEGAPIXEL,
+    MODEL_NAMES,
+    STEPS_RANGE,
+    model_spec,
+    size_problem,
+)
 
 __all__ = [
     "MODELS",
@@ -21,17 +30,19 @@ __all__ = [
     "GenerationResult",
     "OnSubmitted",
     "validate_model",
+    "validate_request",
 ]
 
-MODELS: tuple[str, ...] = ("flux-kontext-pro", "flux-kontext-max")
-"""The models every backend takes; :func:`validate_model` is the one check against it."""
+MODELS: tuple[str, ...] = MODEL_NAMES
+"""The models every backend takes (the table in :mod:`fluxcompose.models`);
+:func:`validate_model` is the one check against it."""
 
 
 def validate_model(model: str) -> str:
     """``model`` if it is one of MODELS, else ConfigError (exit 2) naming the choices."""
-    if model not in MODELS:
-        raise ConfigError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
+    model_spec(model)
     return model
+
 
 OutputFormat = Literal["png", "jpeg"]
 
@@ -128,3 +139,92 @@ class Backend(Protocol):
         on_submitted: OnSubmitted | None = None,
         resume_task_id: str | None = None,
     ) -> GenerationResult: ...
+
+
+def _pixels(data: bytes, which: str) -> int:
+    """Width x height of an encoded image (its header only), or ConfigError."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ConfigError(f"{which} is not a readable image") from exc
+    return int(width) * int(height)
+
+
+def validate_request(request: GenerationRequest) -> None:
+    """Raise ConfigError (exit 2, nothing sent) for anything the model's API would refuse.
+
+    Checked against the model's row in :mod:`fluxcompose.models`: the model itself; the
+    number of input images (``input_image`` plus ``more_images``; references 2..N need a
+    first one); ``width``/``height`` required for FLUX.2 (multiples of 16, at least 64,
+    at most 4 MP) and refused for Kontext (it takes ``aspect_ratio``);
+    ``safety_tolerance`` within the model's range; ``output_format`` one the model
+    writes; ``steps`` (1..50) and ``guidance`` (1.5..10) only for a model that takes them
+    (flux-2-flex), likewise ``prompt_upsampling=True``; and for FLUX.2 the input images
+    plus the output within 9 MP (units of 1,048,576 pixels; the images' headers are read
+    for their sizes).
+    """
+    spec = model_spec(request.model)
+    name = spec.name
+    count = (0 if request.input_image is None else 1) + len(request.more_images)
+    if request.more_images and request.input_image is None:
+        raise ConfigError("references 2..N were given without a first input image")
+    if count > spec.max_references:
+        raise ConfigError(f"{name} takes at most {spec.max_references} input images, got {count}")
+    has_size = request.width is not None or request.height is not None
+    if spec.size_fields == "width_height":
+        if request.width is None or request.height is None:
+            raise ConfigError(f"{name} needs the output width and height")
+        problem = size_problem(request.width, request.height)
+        if problem is not None:
+            raise ConfigError(f"{name}: {problem}")
+    elif has_size:
+        raise ConfigError(
+            f"{name} takes an aspect ratio, not a width and height; "
+            "leave the size to --aspect-ratio"
+        )
+    low, high = spec.safety_range
+    safety = request.safety_tolerance
+    if isinstance(safety, bool) or not isinstance(safety, int) or not low <= safety <= high:
+        raise ConfigError(f"{name}: safety_tolerance must be {low}..{high}, got {safety!r}")
+    if request.output_format not in spec.output_formats:
+        raise ConfigError(
+            f"{name} writes {', '.join(spec.output_formats)}, not {request.output_format!r}"
+        )
+    _check_tuning(request, spec.tunable, name)
+    if request.prompt_upsampling and not spec.prompt_upsampling:
+        raise ConfigError(f"{name} does not take prompt_upsampling")
+    if spec.is_flux2:
+        assert request.width is not None and request.height is not None
+        total = request.width * request.height
+        images = [] if request.input_image is None else [request.input_image]
+        images += [data for data, _mime in request.more_images]
+        for i, data in enumerate(images, start=1):
+            total += _pixels(data, f"input image {i}")
+        if total > MAX_TOTAL_PIXELS:
+            raise ConfigError(
+                f"{name}: the input images plus the output are {total / MEGAPIXEL:.2f} MP, "
+                f"over the {MAX_TOTAL_PIXELS // MEGAPIXEL} MP maximum; "
+                "shrink the references (--reference-megapixels) or the output (--megapixels)"
+            )
+
+
+def _check_tuning(request: GenerationRequest, tunable: bool, name: str) -> None:
+    """``steps``/``guidance``: only for a model that takes them, and within range."""
+    for label, value, (low, high) in (
+        ("steps", request.steps, STEPS_RANGE),
+        ("guidance", request.guidance, GUIDANCE_RANGE),
+    ):
+        if value is None:
+            continue
+        if not tunable:
+            raise ConfigError(f"{name} does not take {label} (only flux-2-flex does)")
+        ok_type = not isinstance(value, bool) and isinstance(value, int | float)
+        if label == "steps":
+            ok_type = ok_type and isinstance(value, int)
+        if not ok_type or not low <= value <= high:
+            raise ConfigError(f"{name}: {label} must be {low:g}..{high:g}, got {value!r}")

@@ -1,16 +1,27 @@
 """The bfl backend: Black Forest Labs' native API (submit, then poll).
 
-Submit ``POST {base}/v1/{model}`` with header ``x-key`` and JSON
-``{"prompt", "input_image" (plain base64, omitted for text-to-image), "seed"?,
-"aspect_ratio", "output_format", "prompt_upsampling", "safety_tolerance"}``;
-the reply is ``{"id", "polling_url"}``. Then ``GET polling_url`` (with
-``x-key``) until the status is terminal: ``Ready`` gives ``result.sample``,
-the image URL.
+Submit ``POST {base}/v1/{model}`` with header ``x-key`` and a JSON body
+(:func:`submit_body`; images as plain base64, no ``data:`` prefix):
+
+- FLUX.1 Kontext: ``{"prompt", "input_image"?, "input_image_2..4"?, "seed"?,
+  "aspect_ratio", "output_format", "prompt_upsampling", "safety_tolerance"}``;
+- FLUX.2 pro and max: ``{"prompt", "input_image"?, "input_image_2..8"?, "seed"?,
+  "width", "height", "output_format", "safety_tolerance"}`` (no
+  ``prompt_upsampling``: BFL's ``Flux2Inputs`` has none);
+- flux-2-flex: the same plus ``"steps"?``, ``"guidance"?`` and ``"prompt_upsampling"``.
+
+The reply is ``{"id", "polling_url"}``, for FLUX.2 also ``cost`` (credits, 1 credit =
+$0.01), ``input_mp`` and ``output_mp``: the result's ``extra`` carries them as
+``cost_credits``, ``input_mp`` and ``output_mp``. Then ``GET polling_url`` (with
+``x-key``) until the status is terminal: ``Ready`` gives ``result.sample``, the
+image URL.
 
 Resuming: right after a task is accepted, ``on_submitted`` receives a *task
-token* ``"<id>|<polling_url>"`` (see :func:`encode_task`). Passing that token
-back as ``resume_task_id`` polls the same task without submitting (and paying)
-again. A bare id also works; it is polled at ``{base}/v1/get_result?id=<id>``.
+token* ``"<id>|<polling_url>"``, or ``"<id>|<polling_url>|<billing JSON>"`` when the
+reply carried cost fields (see :func:`encode_task`), so a resumed task still
+reports what it cost. Passing that token back as ``resume_task_id`` polls the same
+task without submitting (and paying) again. A bare id also works; it is polled at
+``{base}/v1/get_result?id=<id>`` (and reports no cost).
 
 The polling schedule is pure (:func:`poll_interval`) and the loop takes an
 injectable ``sleep`` and ``clock``, so tests run without waiting.
@@ -35,8 +46,9 @@ from ..errors import (
     TaskFailed,
     TransientError,
 )
+from ..models import MODEL_SPECS, model_spec
 from ..net import make_client, network_error, parse_retry_after, status_error
-from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_model
+from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_request
 
 if TYPE_CHECKING:
     import httpx2
@@ -44,8 +56,10 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_BASE_URL",
     "BFLBackend",
+    "billing_from_reply",
     "decode_task",
     "encode_task",
+    "task_billing",
     "poll_interval",
     "submit_body",
 ]
@@ -78,33 +92,97 @@ def poll_interval(elapsed: float) -> float:
     return min(MAX_POLL_S, FAST_POLL_S * 2**doublings)
 
 
-def encode_task(task_id: str, polling_url: str) -> str:
-    """The resume token ``"<id>|<polling_url>"`` given to ``on_submitted``."""
-    return f"{task_id}|{polling_url}"
+BILLING_KEYS: tuple[tuple[str, str], ...] = (
+    ("cost", "cost_credits"),
+    ("input_mp", "input_mp"),
+    ("output_mp", "output_mp"),
+)
+"""(reply field, ``extra`` key) for what BFL says a task cost."""
+
+
+def billing_from_reply(reply: Mapping[str, Any]) -> dict[str, float]:
+    """``{"cost_credits", "input_mp", "output_mp"}`` from a BFL reply, those that are numbers."""
+    out: dict[str, float] = {}
+    for field_name, key in BILLING_KEYS:
+        value = reply.get(field_name)
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+            out[key] = float(value)
+    return out
+
+
+def encode_task(task_id: str, polling_url: str, billing: Mapping[str, float] | None = None) -> str:
+    """The resume token given to ``on_submitted``: ``"<id>|<polling_url>"``, plus
+    ``"|<billing JSON>"`` when the submit reply said what the task costs."""
+    token = f"{task_id}|{polling_url}"
+    if billing:
+        token += "|" + json.dumps(dict(billing), sort_keys=True, separators=(",", ":"))
+    return token
 
 
 def decode_task(token: str, base_url: str) -> tuple[str, str]:
     """(id, polling_url) from a resume token; a bare id polls ``{base}/v1/get_result?id=``."""
-    task_id, sep, url = token.partition("|")
-    task_id = task_id.strip()
+    parts = token.split("|", 2)
+    task_id = parts[0].strip()
     if not task_id:
         raise ConfigError(f"invalid BFL task id {token!r}")
-    if sep and url.strip():
-        return task_id, url.strip()
+    url = parts[1].strip() if len(parts) > 1 else ""
+    if url:
+        return task_id, url
     query = urllib.parse.urlencode({"id": task_id})
     return task_id, f"{base_url.rstrip('/')}/v1/get_result?{query}"
 
 
+def task_billing(token: str) -> dict[str, float]:
+    """The billing fields stored in a resume token (empty for older or bare tokens)."""
+    parts = token.split("|", 2)
+    if len(parts) < 3:
+        return {}
+    try:
+        data = json.loads(parts[2])
+    except json.JSONDecodeError:
+        return {}
+    if not isinstance(data, Mapping):
+        return {}
+    keys = {key for _field, key in BILLING_KEYS}
+    return {
+        k: float(v)
+        for k, v in data.items()
+        if k in keys and isinstance(v, int | float) and not isinstance(v, bool)
+    }
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 def submit_body(request: GenerationRequest) -> dict[str, Any]:
-    """The JSON body of a submission, in wire order (``seed`` only when set)."""
+    """The JSON body of a submission for the request's model, in wire order.
+
+    ``seed``, ``steps`` and ``guidance`` appear only when set; references 2..N as
+    ``input_image_2`` ... Check the request with ``validate_request`` first.
+    """
+    spec = model_spec(request.model)
     body: dict[str, Any] = {"prompt": request.prompt}
     if request.input_image is not None:
-        body["input_image"] = base64.b64encode(request.input_image).decode("ascii")
+        body["input_image"] = _b64(request.input_image)
+    for i, (data, _mime) in enumerate(request.more_images, start=2):
+        body[f"input_image_{i}"] = _b64(data)
     if request.seed is not None:
         body["seed"] = int(request.seed)
-    body["aspect_ratio"] = request.aspect_ratio
+    if spec.size_fields == "aspect_ratio":
+        body["aspect_ratio"] = request.aspect_ratio
+    else:
+        assert request.width is not None and request.height is not None
+        body["width"] = int(request.width)
+        body["height"] = int(request.height)
+    if spec.tunable:
+        if request.steps is not None:
+            body["steps"] = int(request.steps)
+        if request.guidance is not None:
+            body["guidance"] = float(request.guidance)
     body["output_format"] = request.output_format
-    body["prompt_upsampling"] = bool(request.prompt_upsampling)
+    if spec.prompt_upsampling:
+        body["prompt_upsampling"] = bool(request.prompt_upsampling)
     body["safety_tolerance"] = int(request.safety_tolerance)
     return body
 
@@ -131,7 +209,7 @@ def _detail(body: object) -> str:
 
 
 class BFLBackend:
-    """FLUX.1 Kontext through api.bfl.ai: submit, remember the task, poll."""
+    """FLUX.1 Kontext and FLUX.2 through api.bfl.ai: submit, remember the task, poll."""
 
     name: ClassVar[str] = "bfl"
     resumable: ClassVar[bool] = True
@@ -165,8 +243,9 @@ class BFLBackend:
         return f"BFLBackend(base_url={self.base_url!r})"
 
     def max_concurrency(self, model: str) -> int:
-        """BFL's cap on active tasks: 6 for flux-kontext-max, 24 otherwise."""
-        return 6 if model == "flux-kontext-max" else 24
+        """BFL's cap on active tasks (the model table): 6 for flux-kontext-max, 24 otherwise."""
+        spec = MODEL_SPECS.get(model)
+        return 24 if spec is None else spec.bfl_concurrency
 
     # ----------------------------------------------------------------- public steps
 
@@ -177,7 +256,12 @@ class BFLBackend:
         on_submitted: OnSubmitted | None = None,
         resume_task_id: str | None = None,
     ) -> GenerationResult:
-        """Submit (unless ``resume_task_id`` is given), report the token, poll to the result URL."""
+        """Submit (unless ``resume_task_id`` is given), report the token, poll to the result URL.
+
+        The request is checked first (``validate_request``): anything the API would
+        refuse raises ConfigError and nothing is sent.
+        """
+        validate_request(request)
         if resume_task_id:
             token = resume_task_id
         else:
@@ -187,9 +271,9 @@ class BFLBackend:
         return self.wait(token)
 
     def submit(self, request: GenerationRequest) -> str:
-        """Submit one task; returns its resume token ``"<id>|<polling_url>"``."""
-        validate_model(request.model)
-        url = f"{self.base_url}/v1/{request.model}"
+        """Submit one task; returns its resume token (see :func:`encode_task`)."""
+        validate_request(request)
+        url = f"{self.base_url}{model_spec(request.model).bfl_endpoint}"
         reply = self._call("POST", url, submit_body(request), what="submission")
         if not isinstance(reply, Mapping) or not reply.get("id"):
             # Accepted or not, we cannot tell; do not retry and risk paying twice.
@@ -202,7 +286,7 @@ class BFLBackend:
             ("http://", "https://")
         ):
             polling_url = decode_task(task_id, self.base_url)[1]
-        return encode_task(task_id, polling_url)
+        return encode_task(task_id, polling_url, billing_from_reply(reply))
 
     def wait(self, token: str) -> GenerationResult:
         """Poll the task ``token`` until it is terminal or ``timeout`` seconds pass.
@@ -254,9 +338,10 @@ class BFLBackend:
             if not isinstance(sample, str) or not sample:
                 raise TaskFailed(f"BFL task {task_id} is Ready but has no result.sample")
             extra: dict[str, Any] = {"id": task_id, "status": status}
-            for key in ("cost", "input_mp", "output_mp"):
-                if key in reply:
-                    extra[key] = reply[key]
+            # What the task cost: the submit reply's figures (kept in the token) win
+            # over any a poll reply repeats.
+            extra.update(billing_from_reply(reply))
+            extra.update(task_billing(token))
             return GenerationResult(url=sample, task_id=token, extra=extra)
         if status in MODERATED_STATUSES:
             raise Moderated(f"BFL refused task {task_id}: {status}{self._details(reply)}")

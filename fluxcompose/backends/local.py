@@ -15,13 +15,18 @@ without a key:
 - ``side-by-side`` (and any other recipe): the canvas itself;
 - text-to-image: a seeded gradient with noise.
 
-The result is sized like the hosted models' output: the Kontext bucket of the
-request's aspect ratio (16:9 gives 1392x752).
+The result is sized like the hosted models' output: exactly ``width`` x ``height`` when
+the request asks for a size (FLUX.2), else the Kontext bucket of the request's aspect
+ratio (16:9 gives 1392x752). Any model name is accepted: the model only changes the
+estimated price, never the preview. With separate references (``context["references"]``,
+no layout) the images themselves are the cells, in order.
 
 It reads ``request.context``, filled by the pipeline::
 
     {"recipe": str, "variables": {...}, "checks": {...},
-     "layout": Composite.to_dict(),   # width, height, cells: [{x, y, w, h, ...}]
+     "layout": Composite.to_dict(),   # width, height, cells: [{x, y, w, h, ...}]; None
+                                      # with separate references
+     "references": [...],             # separate references: their names, in order
      "source_names": [...],           # the recipe's names for the cells, in order
      "target": name or index,         # the cell that is edited
      "subject_box": [x0, y0, x1, y1]} # optional: the chest box, normalised on the target
@@ -54,10 +59,10 @@ from numpy.typing import NDArray
 from PIL import Image
 
 from ..errors import RatioError, RequestError
-from ..geometry import MAX_ASPECT, MIN_ASPECT, bucket_for, fit_within
+from ..geometry import ASPECT_TOLERANCE, MAX_ASPECT, MIN_ASPECT, bucket_for, fit_within
 from ..locate import Subject, locate, placement_point
 from ..prints import Color, PrintLayer, print_layer
-from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_model
+from .base import GenerationRequest, GenerationResult, OnSubmitted
 
 __all__ = [
     "NOTICE",
@@ -65,6 +70,8 @@ __all__ = [
     "Mockup",
     "PrintLayer",
     "fit_to_bucket",
+    "fit_to_size",
+    "model_notice",
     "parse_fraction",
     "placement_center",
     "print_layer",
@@ -74,6 +81,12 @@ __all__ = [
 ]
 
 NOTICE = "local backend: an offline classical-CV preview, not a generative model"
+
+
+def model_notice(model: str) -> str:
+    """What the local preview says about the model it was given."""
+    return f"local preview: the model ({model}) only changes the estimated price"
+
 
 RGB = NDArray[np.uint8]
 """An image as an (height, width, 3) uint8 RGB array."""
@@ -199,11 +212,25 @@ def fit_to_bucket(image: RGB, bucket: tuple[int, int]) -> tuple[RGB, Box]:
     to fit and centred on a blurred, enlarged copy of itself. Returns the new
     image and the box the picture occupies in it.
     """
+    h, w = image.shape[:2]
+    return _fit(image, bucket, fills=_rounds_to(w / h, bucket))
+
+
+def fit_to_size(image: RGB, size: tuple[int, int]) -> tuple[RGB, Box]:
+    """Put ``image`` on a ``size`` (width, height) canvas, as a model asked for that exact
+    size (FLUX.2) returns it: resized to fill when the aspects agree within 0.02 (in
+    ``|ln(w/h)|``), else scaled to fit and centred as :func:`fit_to_bucket` does."""
+    h, w = image.shape[:2]
+    gap = abs(math.log(w / h) - math.log(size[0] / size[1]))
+    return _fit(image, size, fills=gap <= ASPECT_TOLERANCE + 1e-9)
+
+
+def _fit(image: RGB, size: tuple[int, int], *, fills: bool) -> tuple[RGB, Box]:
     import cv2
 
-    bw, bh = bucket
+    bw, bh = size
     h, w = image.shape[:2]
-    if _rounds_to(w / h, bucket):
+    if fills:
         return _resize(image, bw, bh), (0, 0, bw, bh)
     fw, fh = fit_within(w, h, bw, bh)
     scale = max(bw / w, bh / h)
@@ -367,6 +394,7 @@ SHADE_FLOOR = 0.35
 SHADE_OFFSET = 8.0
 """Added to luminance (0..255) on both sides of the shading ratio, so JPEG noise on dark
 fabric (a navy jacket at luminance ~25) does not speckle the print."""
+
 
 def _gauss(img: NDArray[np.float32], sigma: float) -> NDArray[np.float32]:
     import cv2
@@ -661,6 +689,13 @@ def roles(context: Mapping[str, Any], n: int, other_name: str) -> tuple[int, int
     return target, other
 
 
+def _side_by_side(images: Sequence[RGB]) -> RGB:
+    """The images left to right at the height of the first (a canvas for separate references)."""
+    height = int(images[0].shape[0])
+    row = [_resize(im, max(1, round(im.shape[1] * height / im.shape[0])), height) for im in images]
+    return np.ascontiguousarray(np.concatenate(row, axis=1))
+
+
 def _crop(image: RGB, box: Box) -> RGB:
     x0, y0, x1, y1 = box
     return image[y0:y1, x0:x1].copy()
@@ -683,6 +718,10 @@ class LocalBackend:
         """One task per CPU core: the work is local computation."""
         return max(1, os.cpu_count() or 1)
 
+    def model_notice(self, model: str) -> str:
+        """The line the CLI prints: any model gives the same preview."""
+        return model_notice(model)
+
     def generate(
         self,
         request: GenerationRequest,
@@ -690,35 +729,56 @@ class LocalBackend:
         on_submitted: OnSubmitted | None = None,
         resume_task_id: str | None = None,
     ) -> GenerationResult:
-        """Imitate ``request.context["recipe"]`` on the canvas; returns encoded image bytes.
+        """Imitate ``request.context["recipe"]`` on the canvas (or on the separate
+        references); returns encoded image bytes.
 
-        ``on_submitted`` and ``resume_task_id`` are ignored: there is no remote task.
+        Any model name is accepted (it only changes the price). ``on_submitted`` and
+        ``resume_task_id`` are ignored: there is no remote task.
         """
-        validate_model(request.model)
+        if not isinstance(request.model, str) or not request.model.strip():
+            raise RequestError("the local backend needs a model name")
+        exact = request.width is not None and request.height is not None
         try:
             bucket = bucket_for(request.aspect_ratio)
         except RatioError as exc:
             raise RequestError(f"bad aspect_ratio for the local backend: {exc}") from exc
+        if request.width is not None and request.height is not None:
+            if request.width < 1 or request.height < 1:
+                raise RequestError(f"bad size {request.width}x{request.height}")
+            bucket = (int(request.width), int(request.height))
         context: Mapping[str, Any] = request.context or {}
         recipe = str(context.get("recipe") or "")
         variables: Mapping[str, Any] = context.get("variables") or {}
         checks: Mapping[str, Any] = context.get("checks") or {}
         seed = 0 if request.seed is None else int(request.seed)
-        extra: dict[str, Any] = {"notice": NOTICE, "recipe": recipe or None}
+        extra: dict[str, Any] = {
+            "notice": NOTICE,
+            "model_notice": model_notice(request.model),
+            "recipe": recipe or None,
+        }
 
         boxes_px: dict[str, FloatBox] = {}
         if request.input_image is None:
             content = seeded_preview(bucket, seed, request.prompt)
             extra["method"] = "seeded preview (text-to-image)"
+        elif context.get("references") is not None or request.more_images:
+            images = [_decode(request.input_image)]
+            images += [_decode(data) for data, _ in request.more_images]
+            content, boxes_px, method = self._imitate(
+                recipe, _side_by_side(images), images, context, variables, checks, extra
+            )
+            extra["method"] = method
+            extra["references"] = len(images)
         else:
             canvas = _decode(request.input_image)
-            cells = cell_boxes(context.get("layout"), (canvas.shape[1], canvas.shape[0]))
+            boxes = cell_boxes(context.get("layout"), (canvas.shape[1], canvas.shape[0]))
+            cells = None if boxes is None else [_crop(canvas, b) for b in boxes]
             content, boxes_px, method = self._imitate(
                 recipe, canvas, cells, context, variables, checks, extra
             )
             extra["method"] = method
 
-        out, placed = fit_to_bucket(content, bucket)
+        out, placed = fit_to_size(content, bucket) if exact else fit_to_bucket(content, bucket)
         extra["size"] = [out.shape[1], out.shape[0]]
         for key, box in boxes_px.items():
             extra[key] = _to_output(box, content.shape[:2], placed, out.shape[:2])
@@ -728,23 +788,25 @@ class LocalBackend:
         self,
         recipe: str,
         canvas: RGB,
-        boxes: list[Box] | None,
+        cells: list[RGB] | None,
         context: Mapping[str, Any],
         variables: Mapping[str, Any],
         checks: Mapping[str, Any],
         extra: dict[str, Any],
     ) -> tuple[RGB, dict[str, FloatBox], str]:
         """The picture before bucketing, boxes in its pixels to report in the output's
-        coordinates (``pattern_box``, ``chest_box``), and what was done."""
-        two_cells = boxes is not None and len(boxes) >= 2
-        if recipe == "pattern-transfer" and boxes is not None and two_cells:
-            t, p = roles(context, len(boxes), "pattern")
-            target, pattern = _crop(canvas, boxes[t]), _crop(canvas, boxes[p])
+        coordinates (``pattern_box``, ``chest_box``), and what was done. ``cells`` are the
+        sources' pictures in order (cut from the canvas, or the separate references);
+        ``canvas`` is what side-by-side shows."""
+        two_cells = cells is not None and len(cells) >= 2
+        if recipe == "pattern-transfer" and cells is not None and two_cells:
+            t, p = roles(context, len(cells), "pattern")
+            target, pattern = cells[t], cells[p]
             return self._pattern_transfer(target, pattern, t, context, variables, checks, extra)
-        if recipe == "style-fusion" and boxes is not None and two_cells:
-            t, s = roles(context, len(boxes), "style")
+        if recipe == "style-fusion" and cells is not None and two_cells:
+            t, s = roles(context, len(cells), "style")
             strength = parse_fraction(variables.get("strength"))
-            out = style_preview(_crop(canvas, boxes[t]), _crop(canvas, boxes[s]), strength or 1.0)
+            out = style_preview(cells[t], cells[s], strength or 1.0)
             extra.update(target_index=t, style_index=s)
             return out, {}, "Reinhard colour transfer in Lab, then the style's texture"
         if recipe in ("pattern-transfer", "style-fusion"):

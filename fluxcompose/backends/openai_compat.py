@@ -1,14 +1,22 @@
-"""The openai backend: FLUX.1 Kontext through an OpenAI-compatible gateway (APIYI by default).
+"""The openai backend: FLUX.1 Kontext and FLUX.2 through an OpenAI-compatible gateway
+(APIYI by default).
 
 Two transports, both through the ``openai`` package:
 
 - ``generations`` (default): ``POST {base}/images/generations`` with JSON
   ``{"model", "prompt", "n": 1, "input_image": "data:image/png;base64,...",
-  "aspect_ratio", "seed"?, "safety_tolerance", "output_format", "prompt_upsampling"}``;
-  the Flux fields travel in ``extra_body``.
+  "input_image_2"..., <the model's fields>}``; references 2..N are data URLs too.
+  The model's fields (:func:`flux_fields`) are Kontext's ``"aspect_ratio", "seed"?,
+  "safety_tolerance", "output_format", "prompt_upsampling"`` or FLUX.2's ``"width",
+  "height", "seed"?, "safety_tolerance", "output_format"`` (flux-2-flex adds
+  ``"steps"?, "guidance"?, "prompt_upsampling"``). They travel in ``extra_body``.
 - ``edits``: ``POST {base}/images/edits`` as multipart with ``model``,
-  ``prompt``, ``n``, ``image`` (the canvas file) and the same Flux fields as
+  ``prompt``, ``n``, ``image`` (the canvas file; with several references a list of
+  files, which the SDK sends as ``image[]`` parts in order) and the same fields as
   form fields (booleans as ``true``/``false``).
+
+Every request is checked first (``validate_request``): anything the API would refuse
+raises ConfigError and nothing is sent.
 
 Text-to-image (no input image) always uses ``generations`` and sends no
 ``input_image``. The reply's ``data[0].url`` or ``data[0].b64_json`` becomes the
@@ -27,24 +35,21 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..download import parse_retry_after
 from ..errors import (
-    AuthError,
     ConfigError,
     GenerationError,
-    InsufficientCredits,
     Moderated,
-    RateLimited,
-    RequestError,
     TaskFailed,
     TransientError,
 )
-from .base import MODELS, GenerationRequest, GenerationResult, OnSubmitted
+from ..models import MODEL_SPECS, model_spec
+from ..net import parse_retry_after, status_error
+from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_request
 
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["DEFAULT_BASE_URL", "TRANSPORTS", "OpenAICompatBackend", "flux_fields"]
+__all__ = ["DEFAULT_BASE_URL", "TRANSPORTS", "OpenAICompatBackend", "flux_fields", "image_fields"]
 
 DEFAULT_BASE_URL = "https://api.apiyi.com/v1"
 TRANSPORTS: tuple[str, ...] = ("generations", "edits")
@@ -53,17 +58,50 @@ _MODERATION_RE = re.compile(r"moderat|content[ _-]?polic", re.IGNORECASE)
 
 
 def flux_fields(request: GenerationRequest) -> dict[str, Any]:
-    """The Flux-specific fields of a request, in wire order, without ``input_image``.
+    """The model's fields of a request, in wire order, without the images.
 
-    ``seed`` is present only when the request has one.
+    Kontext: ``aspect_ratio``; FLUX.2: ``width`` and ``height``. ``seed``, ``steps`` and
+    ``guidance`` are present only when set; ``steps``/``guidance`` and
+    ``prompt_upsampling`` only for models that take them (the model table).
     """
-    fields: dict[str, Any] = {"aspect_ratio": request.aspect_ratio}
+    spec = model_spec(request.model)
+    fields: dict[str, Any] = {}
+    if spec.size_fields == "aspect_ratio":
+        fields["aspect_ratio"] = request.aspect_ratio
+    else:
+        assert request.width is not None and request.height is not None
+        fields["width"] = int(request.width)
+        fields["height"] = int(request.height)
     if request.seed is not None:
         fields["seed"] = int(request.seed)
+    if spec.tunable:
+        if request.steps is not None:
+            fields["steps"] = int(request.steps)
+        if request.guidance is not None:
+            fields["guidance"] = float(request.guidance)
     fields["safety_tolerance"] = int(request.safety_tolerance)
     fields["output_format"] = request.output_format
-    fields["prompt_upsampling"] = bool(request.prompt_upsampling)
+    if spec.prompt_upsampling:
+        fields["prompt_upsampling"] = bool(request.prompt_upsampling)
     return fields
+
+
+def _data_url(data: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def image_fields(request: GenerationRequest) -> dict[str, str]:
+    """``input_image``, ``input_image_2`` ... as data URLs, in order (empty for text-to-image)."""
+    if request.input_image is None:
+        return {}
+    fields = {"input_image": _data_url(request.input_image, request.input_mime)}
+    for i, (data, mime) in enumerate(request.more_images, start=2):
+        fields[f"input_image_{i}"] = _data_url(data, mime)
+    return fields
+
+
+def _ext(mime: str) -> str:
+    return {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
 
 
 def _redact(text: str, secret: str) -> str:
@@ -86,7 +124,7 @@ def _error_parts(body: object) -> tuple[str, str | None]:
 
 
 class OpenAICompatBackend:
-    """FLUX.1 Kontext through an OpenAI-compatible images API."""
+    """FLUX.1 Kontext and FLUX.2 through an OpenAI-compatible images API."""
 
     name: ClassVar[str] = "openai"
     resumable: ClassVar[bool] = False
@@ -119,8 +157,9 @@ class OpenAICompatBackend:
         return f"OpenAICompatBackend(base_url={self.base_url!r}, transport={self.transport!r})"
 
     def max_concurrency(self, model: str) -> int:
-        """Tasks in flight: 6 for flux-kontext-max, 24 otherwise."""
-        return 6 if model == "flux-kontext-max" else 24
+        """Tasks in flight: BFL's caps (the model table), 6 for flux-kontext-max, 24 otherwise."""
+        spec = MODEL_SPECS.get(model)
+        return 24 if spec is None else spec.bfl_concurrency
 
     @property
     def host(self) -> str:
@@ -167,29 +206,23 @@ class OpenAICompatBackend:
         The gateway answers synchronously, so ``on_submitted`` is not called and
         ``resume_task_id`` is ignored (this backend is not resumable).
         """
-        if request.model not in MODELS:
-            raise ConfigError(f"unknown model {request.model!r}; choose one of {', '.join(MODELS)}")
+        validate_request(request)
         client = self._get_client()
         import openai
 
         fields = flux_fields(request)
         try:
             if request.input_image is None or self.transport == "generations":
-                body: dict[str, Any] = {}
-                if request.input_image is not None:
-                    encoded = base64.b64encode(request.input_image).decode("ascii")
-                    body["input_image"] = f"data:{request.input_mime};base64,{encoded}"
-                body.update(fields)
+                body: dict[str, Any] = {**image_fields(request), **fields}
                 response = client.images.generate(
                     model=request.model, prompt=request.prompt, n=1, extra_body=body
                 )
             else:
-                ext = "jpg" if request.input_mime == "image/jpeg" else "png"
                 response = client.images.edit(
                     model=request.model,
                     prompt=request.prompt,
                     n=1,
-                    image=(f"canvas.{ext}", request.input_image, request.input_mime),
+                    image=self._edit_files(request),
                     extra_body=fields,
                 )
         except openai.APIStatusError as exc:
@@ -208,6 +241,18 @@ class OpenAICompatBackend:
             ) from exc
         return self._result(response)
 
+    @staticmethod
+    def _edit_files(request: GenerationRequest) -> Any:
+        """The ``image`` part of an edits request: the canvas file, or one file per reference."""
+        assert request.input_image is not None
+        first = request.input_image, request.input_mime
+        if not request.more_images:
+            return (f"canvas.{_ext(request.input_mime)}", *first)
+        return [
+            (f"image{i}.{_ext(mime)}", data, mime)
+            for i, (data, mime) in enumerate((first, *request.more_images), start=1)
+        ]
+
     def _scrub(self, exc: openai.APIStatusError) -> None:
         # The SDK's message quotes the server, which may echo the key; the chained
         # exception shows up in --debug tracebacks, so redact it there too.
@@ -215,31 +260,32 @@ class OpenAICompatBackend:
         exc.args = tuple(_redact(a, self._api_key) if isinstance(a, str) else a for a in exc.args)
 
     def _status_error(self, exc: openai.APIStatusError) -> GenerationError:
+        """Our error for an HTTP error status (:func:`fluxcompose.net.status_error`), with
+        moderation recognised in the other 4xx and ``retry-after-ms`` honoured on 429."""
         status = exc.status_code
         message, code = _error_parts(exc.body)
         message = _redact(message, self._api_key)
-        detail = f": {message}" if message else ""
-        if status in (401, 403):
-            # The server's text may quote the key (partly); never pass it on.
-            return AuthError(
-                f"{self.host} rejected the API key (HTTP {status}); check FLUXCOMPOSE_API_KEY or --api-key"
-            )
-        if status == 402:
-            return InsufficientCredits(f"{self.host}: insufficient credits (HTTP 402){detail}")
+        if (
+            400 <= status < 500
+            and status not in (401, 402, 403, 429)
+            and ((code in _MODERATION_CODES) or _MODERATION_RE.search(message))
+        ):
+            detail = f": {message}" if message else ""
+            return Moderated(f"{self.host} refused the request (moderation){detail}")
+        retry_after = None
         if status == 429:
             headers = exc.response.headers
             retry_after = parse_retry_after(headers.get("retry-after"))
             if retry_after is None and headers.get("retry-after-ms"):
                 ms = parse_retry_after(headers.get("retry-after-ms"))
                 retry_after = None if ms is None else ms / 1000
-            return RateLimited(
-                f"{self.host}: rate limited (HTTP 429){detail}", retry_after=retry_after
-            )
-        if 400 <= status < 500:
-            if (code in _MODERATION_CODES) or _MODERATION_RE.search(message):
-                return Moderated(f"{self.host} refused the request (moderation){detail}")
-            return RequestError(f"{self.host} rejected the request (HTTP {status}){detail}")
-        return TransientError(f"{self.host}: server error (HTTP {status}){detail}")
+        return status_error(
+            status,
+            where=self.host,
+            detail=message,
+            retry_after=retry_after,
+            key_hint="FLUXCOMPOSE_API_KEY or --api-key",
+        )
 
     def _result(self, response: object) -> GenerationResult:
         data = getattr(response, "data", None)

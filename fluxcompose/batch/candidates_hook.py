@@ -40,10 +40,22 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
             job.reserved -= price
 
     def finish(
-        cjob: PreparedJob, output: Path, cdir: Path, task_id: str | None, timings: dict[str, float]
+        cjob: PreparedJob,
+        output: Path,
+        cdir: Path,
+        task_id: str | None,
+        timings: dict[str, float],
+        billed: dict[str, Any],
     ) -> JobOutcome:
         task = FinishTask(
-            cjob, output, cdir, pipe.backend.name, pipe.cfg.compare, task_id, dict(timings)
+            cjob,
+            output,
+            cdir,
+            pipe.backend.name,
+            pipe.cfg.compare,
+            task_id,
+            dict(timings),
+            billed=dict(billed),
         )
         done = finish_in_worker(task, workers=pipe.finish_workers)
         if done.outcome is None:

@@ -8,6 +8,7 @@ does not pickle) is finished in the calling thread instead: slower, never lost.
 
 from __future__ import annotations
 
+import io
 import multiprocessing
 import os
 import signal
@@ -16,6 +17,8 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image
 
 from ..errors import ErrorKind, GenerationError, InputError, error_kind
 from ..report import make_thumbs
@@ -43,6 +46,7 @@ class FinishTask:
     compare: bool
     task_id: str | None
     timings: dict[str, float] = field(default_factory=dict)
+    billed: dict[str, object] = field(default_factory=dict)  # cost_credits, input_mp, output_mp
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ def finish(task: FinishTask) -> Finished:
             compare=task.compare,
             timings=task.timings,
             task_id=task.task_id,
+            billed=task.billed,
         )
     except Exception as exc:  # paid for but unusable, e.g. a corrupt download
         kind = error_kind(exc) if isinstance(exc, GenerationError) else ErrorKind.OUTPUT
@@ -77,16 +82,44 @@ def finish(task: FinishTask) -> Finished:
     thumbs: dict[str, object] | None = None
     composite = prepared.composite
     try:  # the report is cosmetic: a thumbnail that fails is left out
+        if composite is not None:
+            canvas: Image.Image | bytes | None = composite.image
+            cells = [c.box for c in composite.cells]
+        else:
+            canvas, cells = _references_strip(prepared)
         thumbs = make_thumbs(
             task.outdir,
             prepared.job_id,
-            canvas=composite.image if composite is not None else prepared.canvas_bytes,
-            cells=[c.box for c in composite.cells] if composite is not None else [],
+            canvas=canvas if canvas is not None else prepared.canvas_bytes,
+            cells=cells,
             output=outcome.output_path,
         )
     except Exception:  # noqa: BLE001
         thumbs = None
     return Finished(outcome, thumbs, finish_s)
+
+
+def _references_strip(
+    prepared: PreparedJob, height: int = 256
+) -> tuple[Image.Image | None, list[tuple[int, int, int, int]]]:
+    """Separate references side by side at one ``height`` and their boxes: the report's
+    source thumbnails when there is no canvas."""
+    req = prepared.request
+    if req.input_image is None:
+        return None, []
+    images: list[Image.Image] = []
+    for data in [req.input_image, *(d for d, _ in req.more_images)]:
+        with Image.open(io.BytesIO(data)) as opened:
+            w = max(1, round(opened.width * height / opened.height))
+            images.append(opened.convert("RGB").resize((w, height), Image.Resampling.BILINEAR))
+    strip = Image.new("RGB", (sum(im.width for im in images), height))
+    boxes: list[tuple[int, int, int, int]] = []
+    x = 0
+    for picture in images:
+        strip.paste(picture, (x, 0))
+        boxes.append((x, 0, x + picture.width, height))
+        x += picture.width
+    return strip, boxes
 
 
 # -- the worker processes ------------------------------------------------------------

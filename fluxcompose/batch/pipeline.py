@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind, GenerationError, InputError, PermanentError, error_kind
 from ..journal import JobState, Journal
-from ..run import PreparedJob, generate_with_retries, prepare_job, save_result
+from ..run import PreparedJob, cost_record, generate_with_retries, prepare_job, save_result
 from .config import BatchConfig
 from .finish import FinishTask, finish_in_worker, one_line, start_workers
 from .plan import Action, WorkItem, decide, image_ok, provisional_id
@@ -49,6 +49,9 @@ class _Job:
     job_id: str | None = None  # known once composed (or once it failed to compose)
     reserved: float = 0.0  # USD held against the budget while the job runs
     timings: dict[str, float] = field(default_factory=dict)  # stage seconds, for the journal
+    # The provider's word on the price (GenerationResult.extra: cost_credits, input_mp,
+    # output_mp), when its reply carried one: the journal records that, not the estimate.
+    billed: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -326,6 +329,7 @@ class Pipeline:
                 on_retry=on_retry,
             )
             job.timings["generate_s"] = time.perf_counter() - t
+            job.billed = dict(result.extra)
             t = time.perf_counter()
             output = save_result(prepared, result, self.outdir)
             job.timings["download_s"] = time.perf_counter() - t
@@ -370,9 +374,11 @@ class Pipeline:
             self.cfg.compare,
             task_id,
             dict(job.timings),
+            billed=_billed_fields(job.billed),
         )
         done = finish_in_worker(task, workers=self.finish_workers)
-        price = 0.0 if ready.cost_recorded else float(prepared.price_usd)
+        paid = float(cost_record(prepared, job.billed)["usd"])
+        price = 0.0 if ready.cost_recorded else paid
         if done.outcome is None:
             self.journal.mark_failed(
                 job_id, f"line {job.item.row.line}: {done.error}", kind=done.kind, cost_usd=price
@@ -398,3 +404,11 @@ class Pipeline:
         from .candidates_hook import run_job_candidates
 
         run_job_candidates(self, job, ready)
+
+
+_BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
+
+
+def _billed_fields(extra: dict[str, object]) -> dict[str, object]:
+    """The price fields of a result's ``extra`` (all a finish worker needs of it)."""
+    return {k: extra[k] for k in _BILLED_KEYS if k in extra}

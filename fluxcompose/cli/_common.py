@@ -176,16 +176,19 @@ def backend_options(f: _F) -> _F:
 def request_options(f: _F) -> _F:
     """The request fields shared by run and batch -> ``request: RequestOptions``.
 
-    Unset means the recipe's default.
+    Unset means the recipe's default. There is no separate output-size flag: the compose
+    bundle's ``--megapixels`` is the canvas budget and the FLUX.2 output budget alike.
     """
     from ..backends.base import MODELS
+    from ..recipes import REFERENCE_MODES
 
     options: list[_Option] = [
         click.option(
             "--model",
             type=click.Choice(list(MODELS)),
             default=None,
-            help="Default: the recipe's, else flux-kontext-pro.",
+            help="Default: the recipe's, else flux-kontext-pro. FLUX.2 models take "
+            "width/height from the aspect rule and --megapixels.",
         ),
         click.option(
             "--seed",
@@ -215,7 +218,35 @@ def request_options(f: _F) -> _F:
             "--canvas-format",
             type=click.Choice(["jpeg", "png"]),
             default=None,
-            help="How the canvas is sent and saved: JPEG q95 4:4:4 (default) or lossless PNG.",
+            help="How the canvas (or each reference) is sent and saved: JPEG q95 4:4:4 "
+            "(default) or lossless PNG.",
+        ),
+        click.option(
+            "--references",
+            type=click.Choice(list(REFERENCE_MODES)),
+            default=None,
+            help="stitched: one canvas as input_image; separate: each image its own "
+            "reference, in order. Default: the recipe's, else the model's (stitched for "
+            "Kontext, separate for FLUX.2).",
+        ),
+        click.option(
+            "--reference-megapixels",
+            type=click.FloatRange(min=0, min_open=True, max=4),
+            default=None,
+            help="separate: each reference shrunk to at most this (default 1.0; less when "
+            "inputs plus output would pass 9 MP).",
+        ),
+        click.option(
+            "--steps",
+            type=click.IntRange(1, 50),
+            default=None,
+            help="flux-2-flex: denoising steps, 1 to 50.",
+        ),
+        click.option(
+            "--guidance",
+            type=click.FloatRange(1.5, 10),
+            default=None,
+            help="flux-2-flex: guidance scale, 1.5 to 10.",
         ),
     ]
     from ..recipes import REQUEST_KEYS  # a recipe's [request] keys: the same names
@@ -295,7 +326,8 @@ def compose_options(f: _F) -> _F:
             "--megapixels",
             type=click.FloatRange(min=0, min_open=True),
             default=None,
-            help="Canvas budget (default 1.0).",
+            help="Canvas budget, and the FLUX.2 output's size (default 1.0; FLUX.2 "
+            "output at most 4).",
         ),
         click.option(
             "--upscale/--no-upscale",
@@ -322,6 +354,10 @@ def build_request_options(
     output_format: str | None,
     prompt_upsampling: bool | None,
     canvas_format: str | None = None,
+    references: str | None = None,
+    reference_megapixels: float | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
 ) -> RequestOptions:
     """RequestOptions from the parsed flags; a fixed ratio is validated here, at the edge."""
     from ..run import RequestOptions
@@ -342,6 +378,10 @@ def build_request_options(
         output_format=output_format,
         prompt_upsampling=prompt_upsampling,
         canvas_format=canvas_format,
+        references=references,
+        reference_megapixels=reference_megapixels,
+        steps=steps,
+        guidance=guidance,
     )
 
 
@@ -362,10 +402,18 @@ def load_recipe_arg(value: str | None) -> Recipe | None:
 
 
 def announce(backend: Backend, model: str, calls: int, price_per_call: float) -> None:
-    """One stderr line: backend, model and the estimated price; the local preview says what it is."""
+    """One stderr line: backend, model and the estimated price; the local preview says
+    what it is, and that the model only changes the price."""
+    from ..pricing import GATEWAY_UNKNOWN, price_source
+
     total = calls * price_per_call
     what = f"{calls} call{'s' if calls != 1 else ''}"
     notice(f"backend: {backend.name}, model: {model}, estimated cost: ${total:.3f} ({what})")
+    if price_source(backend.name, model) == GATEWAY_UNKNOWN:
+        notice(f"the gateway's price for {model} is unknown: estimated at the official price")
     text = getattr(backend, "NOTICE", None)
     if text:
         notice(str(text))
+    model_notice = getattr(backend, "model_notice", None)
+    if callable(model_notice):
+        notice(str(model_notice(model)))

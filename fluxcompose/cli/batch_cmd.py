@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .. import pricing
 from ..errors import InputError
 from ._candidate_options import candidate_options
 from ._common import (
@@ -173,7 +172,7 @@ def batch(
     """
     from ..batch import BatchConfig, StderrProgress, run_batch
     from ..pairs import read_pairs
-    from ..run import resolve_model
+    from ..run import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
@@ -195,11 +194,15 @@ def batch(
     )
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
+    typical = JobSpec(
+        recipe=config.recipe, prompt=job.prompt or "x", request=request, compose=compose
+    )
+    n_sources = len(config.recipe.sources) if config.recipe is not None else 2
     announce(
         backend_obj,
         chosen_model,
         len(parsed) * candidates,
-        pricing.price_per_call(backend_obj.name, chosen_model),
+        typical_price(typical, backend_obj.name, n_sources),
     )
     stop = threading.Event()
     with _stop_on_signals(stop):

@@ -1,4 +1,4 @@
-"""``fluxcompose run`` (one job) and ``fluxcompose cost``."""
+"""``fluxcompose run``: one job."""
 
 from __future__ import annotations
 
@@ -7,9 +7,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .. import pricing
-from ..backends import BACKENDS
-from ..backends.base import MODELS
 from ..errors import ChecksFailed, InputError
 from ._candidate_options import candidate_options
 from ._common import (
@@ -75,7 +72,9 @@ def run_cmd(
 ) -> None:
     """Run one edit: compose IMAGES, send the canvas with the recipe's prompt,
     download the result at once, compare it with its sources and write
-    OUTDIR/<job>.<ext>, <job>.canvas.jpg (or .png), <job>.sheet.png and <job>.json.
+    OUTDIR/<job>.<ext>, <job>.canvas.jpg (or .png; with --references separate,
+    <job>.ref1.jpg, <job>.ref2.jpg, ...: the images as sent), <job>.sheet.png and
+    <job>.json.
 
     \b
     Examples:
@@ -84,6 +83,7 @@ def run_cmd(
       fluxcompose run photo.jpg --prompt "make it a watercolour painting"
       fluxcompose run --prompt "a red fox in snow" --aspect-ratio 16:9 --output-format jpeg
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
+      fluxcompose run a.png b.jpg -r pattern-transfer --model flux-2-pro --references separate
     """
     from ..run import JobSpec, complete_job, prepare_job, warm_up
 
@@ -176,46 +176,24 @@ def _print_dry_run(described: dict[str, Any]) -> None:
             "prompt_upsampling",
         )
     ]
+    if "width" in req:
+        rows.append(("size", f"{req['width']}x{req['height']}"))
+    for key in ("steps", "guidance"):
+        if key in req:
+            rows.append((key, req[key]))
+    rows.append(("references", described.get("references", "stitched")))
     rows.append(("input_image", req["input_image"] or "(none: text-to-image)"))
+    for i, more in enumerate(req.get("more_images") or [], start=2):
+        rows.append((f"input_image_{i}", more))
     canvas = described.get("canvas")
     if canvas:
         rows.append(("canvas", f"{canvas['width']}x{canvas['height']} ({canvas['layout']})"))
+    for ref in described.get("references_sent") or []:
+        if described.get("references") == "separate":
+            rows.append(
+                (f"reference {ref['index']}", f"{ref['name']}: {ref['width']}x{ref['height']}")
+            )
     rows.append(("estimated cost", f"${described['estimated_usd']:.3f}"))
     rows.append(("prompt", req["prompt"]))
     for key, value in rows:
         click.echo(f"{key + ':':<19}{value}")
-
-
-@click.command("cost")
-@click.argument("calls", type=click.IntRange(min=0))
-@click.option(
-    "--model", type=click.Choice(list(MODELS)), default="flux-kontext-pro", show_default=True
-)
-@click.option(
-    "--backend",
-    type=click.Choice(list(BACKENDS)),
-    default=None,
-    help="Default: the one that would be used (by which key is set).",
-)
-@click.option("--json", "as_json", is_flag=True)
-def cost_cmd(calls: int, model: str, backend: str | None, as_json: bool) -> None:
-    """Estimate the price of CALLS generations, APIYI and official side by side.
-
-    \b
-    Examples:
-      fluxcompose cost 1000 --model flux-kontext-pro --backend openai
-      fluxcompose cost 50 --model flux-kontext-max --json
-    """
-    from ..backends import resolve_backend_name
-
-    name = resolve_backend_name(backend)
-    est = pricing.estimate(calls, model, name)
-    if as_json:
-        print_json(est)
-        return
-    click.echo(
-        f"{calls} x {model} on {name}: ${est['usd']:.2f} (${est['usd_per_call']:.3f} per call)"
-    )
-    click.echo(f"  APIYI (openai backend):  ${est['apiyi_usd']:.2f}")
-    click.echo(f"  official (bfl backend):  ${est['official_usd']:.2f}")
-    click.echo(f"  APIYI saves ${est['saving_usd']:.2f} ({est['saving_percent']:.1f}%)")
