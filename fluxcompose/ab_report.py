@@ -163,10 +163,16 @@ def render_ab_html(outdir: str | Path, doc: Mapping[str, Any]) -> str:
     title = f"fluxcompose A/B: {Path(str(doc.get('pairs_file', ''))).name}"
     notes = []
     if doc.get("offline_demo"):
+        modes = {a.get("references") for a in doc["arms"]}
         notes.append(
             "Local backend: an offline demonstration. The local preview ignores the model, so"
             " the arms differ only in price here (on the paid backends); their outputs and"
-            " checks are the same."
+            " checks are the same"
+            + (
+                "."
+                if len(modes) == 1
+                else " except where the references mode (stitched or separate) differs."
+            )
             + "".join(
                 f" {a['name']} ({a['model']}) costs ${a['official_usd_per_call']:.3f} per call"
                 " on the bfl backend."
