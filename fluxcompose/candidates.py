@@ -427,16 +427,23 @@ def _write_job(
             outdir / f"{job_id}.sheet.png", best.sheet_path.read_bytes(), durable=False
         )
     side: dict[str, Any] = json.loads(best.sidecar_path.read_text())
-    canvas_name = (side.get("canvas") or {}).get("path")
-    if canvas_name:
-        src = best.sidecar_path.parent / canvas_name
-        if src.is_file():
-            dest = write_bytes_atomic(
-                outdir / f"{job_id}{''.join(Path(canvas_name).suffixes[-2:])}",
-                src.read_bytes(),
-                durable=False,
-            )
-            side["canvas"]["path"] = dest.name
+    prefix = f"{job_id}.c{best.index + 1}."
+
+    def copy_named(name: Any) -> Any:
+        """Copy the candidate's ``<job>.cK.<rest>`` (canvas, reference) to ``<job>.<rest>``."""
+        if not isinstance(name, str) or not name.startswith(prefix):
+            return name
+        src = best.sidecar_path.parent / name  # type: ignore[union-attr]
+        if not src.is_file():
+            return name
+        dest = outdir / f"{job_id}.{name[len(prefix) :]}"
+        return write_bytes_atomic(dest, src.read_bytes(), durable=False).name
+
+    if isinstance(side.get("canvas"), dict):
+        side["canvas"]["path"] = copy_named(side["canvas"].get("path"))
+    for ref in side.get("references_sent") or []:
+        if isinstance(ref, dict):
+            ref["path"] = copy_named(ref.get("path"))
     total = round(sum(c.cost_usd for c in cands), 6)
     side["job_id"] = job_id
     side["output"] = {**(side.get("output") or {}), "path": output.name}
