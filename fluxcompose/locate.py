@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -213,18 +214,21 @@ CHEST_WIDTH = 2.2  # chest box width = this x face width
 GRABCUT_SEED = 20240611
 HEM_DELTA = 28.0  # Lab distance (OpenCV 8-bit units) that ends the garment at its hem
 
-_cascades: dict[str, Any] = {}
+# One classifier per thread: detectMultiScale keeps per-call scratch state in the object,
+# so a classifier shared by batch's worker threads fails OpenCV's own assertions.
+_local = threading.local()
 
 
 def _cascade(name: str) -> Any:
     import cv2
 
-    c = _cascades.get(name)
+    cache: dict[str, Any] = _local.__dict__.setdefault("cascades", {})
+    c = cache.get(name)
     if c is None:
         c = cv2.CascadeClassifier(cv2.data.haarcascades + f"haarcascade_{name}.xml")  # type: ignore[attr-defined]
         if c.empty():  # pragma: no cover - the wheel ships them
             raise RuntimeError(f"OpenCV's {name} cascade is missing")
-        _cascades[name] = c
+        cache[name] = c
     return c
 
 
