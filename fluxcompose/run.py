@@ -1190,11 +1190,29 @@ def build_sidecar(
         "sheet": sheet_path.name if sheet_path else None,
         "cost_usd": usd,
         "cost": cost,
+        # What the backend said about its work: the local preview's method, the subject
+        # it found and its warnings (no subject, placement words not understood).
+        "backend_notes": _backend_notes(billed),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "compare": metrics,
         "checks": None if metrics is None else metrics.get("checks"),
         "passed": None if metrics is None else metrics.get("passed"),
     }
+
+
+def _backend_notes(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON-safe part of a result's ``extra`` (plain values, lists and dicts)."""
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, str | int | float | bool) or value is None:
+            return True
+        if isinstance(value, list | tuple):
+            return all(plain(v) for v in value)
+        if isinstance(value, Mapping):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        return False
+
+    return {k: v for k, v in (extra or {}).items() if plain(v)}
 
 
 def _public_task_id(task_id: str | None) -> str | None:

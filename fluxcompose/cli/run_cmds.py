@@ -119,6 +119,8 @@ def run_cmd(
     outcome = complete_job(prepared, backend_obj, outdir, compare=job.compare, on_retry=on_retry)
     if as_json:
         print_json(outcome.sidecar)
+    for warning in outcome.sidecar.get("backend_notes", {}).get("warnings") or []:
+        notice(f"warning: {warning}")
     notice(f"wrote {outcome.output_path}")
     if outcome.sheet_path:
         notice(f"comparison sheet: {outcome.sheet_path}")
