@@ -214,21 +214,21 @@ CHEST_WIDTH = 2.2  # chest box width = this x face width
 GRABCUT_SEED = 20240611
 HEM_DELTA = 28.0  # Lab distance (OpenCV 8-bit units) that ends the garment at its hem
 
-# One set of classifiers per thread: a CascadeClassifier is not safe to run from two threads
-# at once (OpenCV asserts in getScaleData), and batch runs local previews on several.
-_cascades = threading.local()
+# One classifier per thread: detectMultiScale keeps per-call scratch state in the object,
+# so a classifier shared by batch's worker threads fails OpenCV's own assertions.
+_local = threading.local()
 
 
 def _cascade(name: str) -> Any:
     import cv2
 
-    mine: dict[str, Any] = _cascades.__dict__.setdefault("by_name", {})
-    c = mine.get(name)
+    cache: dict[str, Any] = _local.__dict__.setdefault("cascades", {})
+    c = cache.get(name)
     if c is None:
         c = cv2.CascadeClassifier(cv2.data.haarcascades + f"haarcascade_{name}.xml")  # type: ignore[attr-defined]
         if c.empty():  # pragma: no cover - the wheel ships them
             raise RuntimeError(f"OpenCV's {name} cascade is missing")
-        mine[name] = c
+        cache[name] = c
     return c
 
 

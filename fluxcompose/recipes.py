@@ -500,9 +500,10 @@ def _validate_request(request: Mapping[str, Any], sources: list[str], fail: _Fai
         st = request["safety_tolerance"]
         if not (_is_int(st) and 0 <= st <= 6):
             raise fail(f"'safety_tolerance' in [request] must be an integer 0..6, not {st!r}")
-    if "output_format" in request and request["output_format"] not in ("png", "jpeg"):
+    if "output_format" in request and request["output_format"] not in ("png", "jpeg", "webp"):
         raise fail(
-            f"'output_format' in [request] must be png or jpeg, not {request['output_format']!r}"
+            "'output_format' in [request] must be png, jpeg or webp,"
+            f" not {request['output_format']!r}"
         )
     if "prompt_upsampling" in request and not isinstance(request["prompt_upsampling"], bool):
         raise fail("'prompt_upsampling' in [request] must be true or false")

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from . import geometry, pricing
 from .backends.base import (
@@ -32,6 +32,7 @@ from .backends.base import (
     GenerationRequest,
     GenerationResult,
     OnSubmitted,
+    OutputFormat,
     validate_request,
 )
 from .compose import Composite, compose
@@ -82,7 +83,7 @@ __all__ = [
 DEFAULT_MODEL = "flux-kontext-pro"
 DEFAULT_SAFETY = 2
 DEFAULT_FORMAT = "png"
-OUTPUT_FORMATS = ("png", "jpeg")
+OUTPUT_FORMATS = ("png", "jpeg", "webp")  # which a model writes: models.py
 DEFAULT_REFERENCE_MEGAPIXELS = 1.0  # each separate reference at most this, in 1,048,576 px
 MEGA = geometry.MEGAPIXEL
 RETRY_AFTER_DEFAULT = 5.0  # seconds to wait on a 429 that names no Retry-After
@@ -437,7 +438,10 @@ def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
             f"got {safety!r}"
         )
     if fmt not in OUTPUT_FORMATS:
-        raise ConfigError(f"output format must be png or jpeg, got {fmt!r}")
+        raise ConfigError(f"output format must be png, jpeg or webp, got {fmt!r}")
+    formats = model_spec(model).output_formats
+    if fmt not in formats:
+        raise ConfigError(f"{model} writes {', '.join(formats)}, not {fmt}")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
         raise ConfigError(f"seed must be a whole number >= 0, got {seed!r}")
 
@@ -647,7 +651,7 @@ def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> Gen
         aspect_ratio=size.aspect_ratio,
         seed=settings.seed,
         safety_tolerance=settings.safety_tolerance,
-        output_format="jpeg" if settings.output_format == "jpeg" else "png",
+        output_format=cast(OutputFormat, settings.output_format),
         prompt_upsampling=settings.prompt_upsampling,
         context=context,
         more_images=more,
@@ -1186,11 +1190,29 @@ def build_sidecar(
         "sheet": sheet_path.name if sheet_path else None,
         "cost_usd": usd,
         "cost": cost,
+        # What the backend said about its work: the local preview's method, the subject
+        # it found and its warnings (no subject, placement words not understood).
+        "backend_notes": _backend_notes(billed),
         "timings": {k: round(v, 4) for k, v in timings.items()},
         "compare": metrics,
         "checks": None if metrics is None else metrics.get("checks"),
         "passed": None if metrics is None else metrics.get("passed"),
     }
+
+
+def _backend_notes(extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The JSON-safe part of a result's ``extra`` (plain values, lists and dicts)."""
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, str | int | float | bool) or value is None:
+            return True
+        if isinstance(value, list | tuple):
+            return all(plain(v) for v in value)
+        if isinstance(value, Mapping):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        return False
+
+    return {k: v for k, v in (extra or {}).items() if plain(v)}
 
 
 def _public_task_id(task_id: str | None) -> str | None:

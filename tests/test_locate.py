@@ -426,3 +426,18 @@ def test_cli_bad_input_is_one_line_exit_2(args: list[str]) -> None:
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("fluxcompose: error: "), res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_threads_locate_at_once_and_agree() -> None:
+    """batch runs the local preview on several threads: each must get the same answer
+    (OpenCV's cascade keeps per-call state, so a shared classifier used to fail)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [
+        np.asarray(load_image(SHARED_IMAGES / "grace_hopper.jpg").image),
+        np.asarray(load_image(ROOT / "samples" / "model.jpg").image),
+    ]
+    alone = [locate(p).to_dict() for p in photos]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        together = list(pool.map(lambda i: locate(photos[i % 2]).to_dict(), range(12)))
+    assert together == [alone[i % 2] for i in range(12)]

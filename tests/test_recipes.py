@@ -393,7 +393,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
     ({"request": {"safety_tolerance": 7}}, "safety_tolerance"),
     ({"request": {"safety_tolerance": -1}}, "safety_tolerance"),
     ({"request": {"safety_tolerance": True}}, "safety_tolerance"),
-    ({"request": {"output_format": "webp"}}, "output_format"),
+    ({"request": {"output_format": "gif"}}, "output_format"),
     ({"request": {"prompt_upsampling": "false"}}, "prompt_upsampling"),
     ({"request": {"seed": -3}}, "seed"),
     ({"request": {"seed": "42"}}, "seed"),

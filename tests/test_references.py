@@ -490,3 +490,12 @@ def test_typical_price_before_reading_images() -> None:
     # stitched: one 1 MP canvas = 2 MP
     assert price("flux-2-pro", "bfl", references="stitched") == pytest.approx(0.045)
     assert price("flux-2-max", "local") == 0.0
+
+
+def test_flux2_writes_webp_and_kontext_refuses_it_before_sending(tmp_path: Path) -> None:
+    outcome = run_job(_spec("flux-2-pro", output_format="webp"), LocalBackend(), tmp_path)
+    head = outcome.output_path.read_bytes()[:12]
+    assert head[:4] == b"RIFF" and head[8:12] == b"WEBP"
+    assert outcome.output_path.suffix == ".webp"
+    with pytest.raises(ConfigError, match="flux-kontext-pro writes png, jpeg"):
+        prepare_job(_spec("flux-kontext-pro", output_format="webp"), backend_name="local")

@@ -128,3 +128,33 @@ def test_batch_refuses_a_bad_box_in_one_line_with_exit_2(tmp_path: Path, box: st
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and "subject-box" in lines[0]
     assert not (tmp_path / "out").exists()
+
+
+def test_no_subject_is_said_and_the_checks_are_not_measured(tmp_path: Path) -> None:
+    import json
+
+    from tests.paths import SHARED_IMAGES
+
+    painting = str(SHARED_IMAGES / "starry_night.jpg")
+    args = ["run", PATTERN, painting, "-r", "pattern-transfer", "--backend", "local"]
+    result = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output
+    assert "warning: no subject found on the target" in result.output
+    assert "recipe checks not measured" in result.output
+    (sidecar,) = [p for p in (tmp_path / "a").glob("*.json")]
+    data = json.loads(sidecar.read_text())
+    assert data["backend_notes"]["subject"]["found"] is False
+    assert data["backend_notes"]["placed_by"] == "image"
+    assert data["checks"]["pattern_width_fraction"]["pass"] is None
+    assert data["passed"] is False
+    strict = CliRunner().invoke(cli, [*args, "-o", str(tmp_path / "b"), "--strict"])
+    assert strict.exit_code == 1
+    # Given by hand, the same painting's "chest" is measured, and the preview uses it.
+    boxed = CliRunner().invoke(
+        cli, [*args, "-o", str(tmp_path / "c"), "--subject-box", "0.2,0.3,0.8,0.9", "--json"]
+    )
+    assert boxed.exit_code == 0, boxed.output
+    out = json.loads(boxed.stdout)
+    assert out["compare"]["subject"]["method"] == "given"
+    assert out["backend_notes"]["placed_by"] == "chest"
+    assert out["checks"]["pattern_width_fraction"]["pass"] is not None

@@ -44,7 +44,7 @@ def validate_model(model: str) -> str:
     return model
 
 
-OutputFormat = Literal["png", "jpeg"]
+OutputFormat = Literal["png", "jpeg", "webp"]
 
 
 @dataclass(frozen=True)

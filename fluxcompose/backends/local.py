@@ -181,6 +181,8 @@ def _encode(image: RGB, output_format: str) -> bytes:
     pil = Image.fromarray(image, "RGB")
     if output_format == "jpeg":
         pil.save(buf, format="JPEG", quality=95)
+    elif output_format == "webp":
+        pil.save(buf, format="WEBP", quality=95)
     else:
         pil.save(buf, format="PNG")
     return buf.getvalue()

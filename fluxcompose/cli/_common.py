@@ -208,7 +208,12 @@ def request_options(f: _F) -> _F:
             default=None,
             help="0 (strict) to 6 (permissive). Default 2.",
         ),
-        click.option("--output-format", type=click.Choice(["png", "jpeg"]), default=None),
+        click.option(
+            "--output-format",
+            type=click.Choice(["png", "jpeg", "webp"]),
+            default=None,
+            help="png or jpeg; FLUX.2 also writes webp. Default: the recipe's, else png.",
+        ),
         click.option(
             "--prompt-upsampling/--no-prompt-upsampling",
             default=None,

@@ -135,6 +135,8 @@ def run_cmd(
         notice(f"candidates: chose {outcome.sidecar['chosen']} of {drawn} drawn ({len(c)} asked)")
     if as_json:
         print_json(outcome.sidecar)
+    for warning in outcome.sidecar.get("backend_notes", {}).get("warnings") or []:
+        notice(f"warning: {warning}")
     notice(f"wrote {outcome.output_path}")
     if outcome.sheet_path:
         notice(f"comparison sheet: {outcome.sheet_path}")
