@@ -41,6 +41,7 @@ __all__ = [
     "Journal",
     "JobRow",
     "JobState",
+    "CandidateRow",
     "migrate",
 ]
 
@@ -103,6 +104,37 @@ def m001_jobs(db: sqlite3.Connection) -> None:
     )
     db.execute("CREATE INDEX jobs_row_key ON jobs (row_key)")
     db.execute("CREATE INDEX jobs_state ON jobs (state)")
+
+
+@_migration
+def m002_candidates(db: sqlite3.Connection) -> None:
+    """Best-of-N (DESIGN.md section 12): one row per candidate of a job, so none is paid twice.
+
+    ``state`` follows the jobs' states; ``cost_usd`` is what the candidate cost (also added
+    to its job's ``cost_usd`` when paid, so ``spent_usd`` and the budget count it).
+    """
+    db.execute(
+        """
+        CREATE TABLE candidates (
+            job_id       TEXT NOT NULL,
+            idx          INTEGER NOT NULL,
+            seed         INTEGER NOT NULL,
+            state        TEXT NOT NULL DEFAULT 'pending'
+                         CHECK (state IN ('pending','submitted','downloaded','done','failed')),
+            task_id      TEXT,
+            cost_usd     REAL NOT NULL DEFAULT 0,
+            output_path  TEXT,
+            sidecar_path TEXT,
+            passed       INTEGER,
+            score        TEXT,
+            error        TEXT,
+            error_kind   TEXT,
+            generate_s   REAL,
+            updated_at   REAL NOT NULL,
+            PRIMARY KEY (job_id, idx)
+        )
+        """
+    )
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -177,6 +209,38 @@ class JobRow:
 
 
 _FIELDS = frozenset(f.name for f in fields(JobRow))
+
+
+@dataclass(frozen=True)
+class CandidateRow:
+    """One candidate of a best-of-N job (0-based ``idx``); money in USD."""
+
+    job_id: str
+    idx: int
+    seed: int
+    state: JobState
+    task_id: str | None
+    cost_usd: float
+    output_path: str | None
+    sidecar_path: str | None
+    passed: bool | None
+    score: dict[str, Any] | None
+    error: str | None
+    error_kind: str | None
+    generate_s: float | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> CandidateRow:
+        data = {k: v for k, v in dict(row).items() if k in _CANDIDATE_FIELDS}
+        data["state"] = JobState(data["state"])
+        if data["score"] is not None:
+            data["score"] = json.loads(data["score"])
+        if data["passed"] is not None:
+            data["passed"] = bool(data["passed"])
+        return cls(**data)
+
+
+_CANDIDATE_FIELDS = frozenset(f.name for f in fields(CandidateRow))
 
 
 def _dumps(value: Any) -> str | None:
@@ -485,3 +549,78 @@ class Journal:
 
     def set_thumbs(self, job_id: str, thumbs: dict[str, Any]) -> None:
         self._update(job_id, thumbs=thumbs)
+
+    # -- candidates (best-of-N) ------------------------------------------------
+
+    def ensure_candidates(self, job_id: str, seeds: Sequence[int]) -> list[CandidateRow]:
+        """Record candidates 0..len(seeds)-1 as pending unless they exist; return all of the job's.
+
+        An existing candidate keeps its seed: a resume draws exactly what it drew before.
+        """
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO candidates (job_id, idx, seed, updated_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    [(job_id, i, int(s), now) for i, s in enumerate(seeds)],
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        return self.candidates(job_id)
+
+    def candidates(self, job_id: str) -> list[CandidateRow]:
+        """A job's candidates by index (empty for a job run without --candidates)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM candidates WHERE job_id = ? ORDER BY idx", (job_id,)
+            ).fetchall()
+        return [CandidateRow.from_sql(r) for r in rows]
+
+    def update_candidate(self, job_id: str, idx: int, **fields: Any) -> None:
+        """Set a candidate's columns (``state``, ``task_id``, ``passed``, ``score``...) in one commit."""
+        fields["updated_at"] = time.time()
+        if "score" in fields:
+            fields["score"] = _dumps(fields["score"])
+        if "passed" in fields and fields["passed"] is not None:
+            fields["passed"] = int(bool(fields["passed"]))
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        cur = self._write(
+            f"UPDATE candidates SET {cols} WHERE job_id = ? AND idx = ?",
+            (*fields.values(), job_id, idx),
+        )
+        if cur.rowcount != 1:
+            raise KeyError((job_id, idx))
+
+    def candidate_paid(
+        self, job_id: str, idx: int, output_path: str | Path, cost_usd: float
+    ) -> None:
+        """A candidate's result is on disk: the candidate becomes ``downloaded`` with its cost,
+        and the cost is added to the job's ``cost_usd``, in one transaction."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(
+                    "UPDATE candidates SET state = ?, output_path = ?, cost_usd = cost_usd + ?,"
+                    " error = NULL, error_kind = NULL, updated_at = ? WHERE job_id = ? AND idx = ?",
+                    (
+                        JobState.DOWNLOADED.value,
+                        str(output_path),
+                        float(cost_usd),
+                        now,
+                        job_id,
+                        idx,
+                    ),
+                )
+                self._db.execute(
+                    "UPDATE jobs SET cost_usd = cost_usd + ?, updated_at = ? WHERE job_id = ?",
+                    (float(cost_usd), now, job_id),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -114,6 +114,8 @@ img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc;backgro
 .err{color:#b3261e;min-width:12em;max-width:28em;overflow-wrap:anywhere}
 .id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;white-space:nowrap}
 .muted{color:#888}
+.strip{display:flex;gap:4px;margin-top:4px}.strip img{max-width:64px;max-height:64px}
+.cand{padding:2px;border:2px solid transparent;font-size:.8em}.cand.chosen{border-color:#17692e}
 """
 
 
@@ -154,6 +156,32 @@ def _source_label(source: Any) -> str:
     return str(source)
 
 
+def _candidates_strip(cands: Any) -> str:
+    """Best-of-N: the job's candidates as a strip of thumbnails, the chosen one marked."""
+    if not isinstance(cands, list) or not cands:
+        return ""
+    items = []
+    for c in cands:
+        if not isinstance(c, Mapping):
+            continue
+        label = f"#{c.get('index')} seed {c.get('seed')}"
+        score = c.get("score") if isinstance(c.get("score"), Mapping) else None
+        if score is not None:
+            label += f" · {score.get('passed')}/{score.get('total')}"
+        elif c.get("state") == "pending":
+            label += " · not drawn"
+        cls = "cand chosen" if c.get("chosen") else "cand"
+        img = (
+            f'<a href="{_e(c["output"])}"><img src="{_e(c["thumb"])}" alt="candidate"'
+            ' loading="lazy"></a>'
+            if c.get("thumb") and c.get("output")
+            else ""
+        )
+        mark = " ✓ chosen" if c.get("chosen") else ""
+        items.append(f'<div class="{cls}">{img}<small>{_e(label)}{mark}</small></div>')
+    return f'<div class="strip">{"".join(items)}</div>'
+
+
 def _row_html(job: JobRow, outdir: Path) -> str:
     thumbs = job.thumbs or {}
     src_thumbs: list[str] = list(thumbs.get("sources") or [])
@@ -181,6 +209,7 @@ def _row_html(job: JobRow, outdir: Path) -> str:
         else:
             inner = _e(Path(job.output_path).name)
         out_html = f'<a href="{href}">{inner}</a>'
+    out_html += _candidates_strip(thumbs.get("candidates"))
 
     m = job.metrics
     checks = (

@@ -1256,8 +1256,29 @@ def complete_job(
     compare: bool = True,
     max_attempts: int = 4,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
+    candidates: int = 1,
+    stop_on_pass: bool = False,
 ) -> JobOutcome:
-    """Generate, download and finish a prepared job (everything after :func:`prepare_job`)."""
+    """Generate, download and finish a prepared job (everything after :func:`prepare_job`).
+
+    ``candidates`` > 1 draws that many (seeds seed, seed+1...) and keeps the best by the
+    checks; ``stop_on_pass`` stops once one passes (see :mod:`fluxcompose.candidates`).
+    """
+    if candidates > 1:
+        from .candidates import CandidateHooks, run_candidates
+
+        got = run_candidates(
+            prepared,
+            backend,
+            outdir,
+            n=candidates,
+            stop_on_pass=stop_on_pass,
+            compare=compare,
+            max_attempts=max_attempts,
+            hooks=CandidateHooks(on_retry=on_retry),
+        )
+        assert got is not None  # no journal, no budget, no stop: every candidate is drawn
+        return got[0]
     t0 = time.perf_counter()
     task: dict[str, str] = {}
     result = generate_with_retries(

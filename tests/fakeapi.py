@@ -317,6 +317,11 @@ class FakeAPI:
         self._poll_script: deque[Scripted] = deque()
         self._tasks: dict[str, _Task] = {}
         self._results: dict[str, _Stored] = {}
+        # --- issue 11 (candidates and A/B): a scriptable result ----------------------
+        # ``result_hook(model, fields, image, output_format) -> image`` rewrites every
+        # rendered result, so a test can make outputs depend on the seed and the model.
+        self.result_hook: Callable[[str, dict[str, Any], bytes, str], bytes] | None = None
+        # --- end issue 11 ------------------------------------------------------------
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -439,6 +444,14 @@ class FakeAPI:
     def _new_id(self) -> str:
         with self._lock:
             return f"task-{next(self._ids):06d}"
+
+    # --- issue 11 (candidates and A/B) ------------------------------------------------
+    def _issue11_result(self, model: str, fields: dict[str, Any], data: bytes, fmt: str) -> bytes:
+        """The rendered result after ``result_hook`` (unchanged without one)."""
+        hook = self.result_hook
+        return data if hook is None else hook(model, fields, data, fmt)
+
+    # --- end issue 11 --------------------------------------------------------------------
 
     def _bill(self) -> None:
         with self._lock:
@@ -620,6 +633,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             data, ctype = _render(fields, rec.image, prompt)
+            data = fake._issue11_result(
+                str(fields.get("model", "")), fields, data, str(fields.get("output_format", "png"))
+            )
         except Exception as exc:  # a bad ratio, size or image is the client's fault
             self._error(
                 rec, "openai", Scripted(400, code="invalid_request", message=f"bad request: {exc}")
@@ -677,6 +693,9 @@ class _Handler(BaseHTTPRequestHandler):
             fields = {"width": 1024, "height": 1024, "output_format": "jpeg", **fields}
         try:
             data, ctype = _render(fields, rec.image, prompt)
+            data = fake._issue11_result(
+                model, fields, data, str(fields.get("output_format", "png"))
+            )
         except Exception as exc:
             self._json(rec, 422, {"detail": f"bad request: {exc}"})
             return

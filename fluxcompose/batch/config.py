@@ -11,7 +11,9 @@ from ..errors import InputError
 from ..recipes import Recipe
 from ..run import ComposeOptions, RequestOptions
 
-__all__ = ["BatchConfig", "BatchOptions"]
+__all__ = ["MAX_CANDIDATES", "BatchConfig", "BatchOptions"]
+
+MAX_CANDIDATES = 32
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class BatchConfig:
     compare: bool = True
     report: bool = True
     subject_box: tuple[float, float, float, float] | None = None  # the chest box, normalised
+    candidates: int = 1  # best-of-N per job (DESIGN.md section 12), 1..MAX_CANDIDATES
+    stop_on_pass: bool = False  # stop drawing a job's candidates once one passes every check
 
     def check(self) -> None:
         """Raise InputError (exit 2) for a number out of range."""
@@ -43,6 +47,10 @@ class BatchConfig:
             raise InputError(f"--concurrency must be at least 1, got {self.concurrency}")
         if self.max_attempts < 1:
             raise InputError(f"--max-attempts must be at least 1, got {self.max_attempts}")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise InputError(
+                f"--candidates must be from 1 to {MAX_CANDIDATES}, got {self.candidates}"
+            )
         budget = self.budget_usd
         if budget is not None and (budget < 0 or not math.isfinite(budget)):
             raise InputError(f"--budget must be a non-negative amount in USD, got {budget}")
@@ -62,3 +70,5 @@ class BatchOptions(TypedDict, total=False):
     compare: bool
     report: bool
     subject_box: tuple[float, float, float, float] | None
+    candidates: int
+    stop_on_pass: bool

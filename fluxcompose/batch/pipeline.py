@@ -150,6 +150,9 @@ class Pipeline:
         ready = self._prepare(job)
         if ready is None:
             return
+        if self.cfg.candidates > 1:
+            self._candidates(job, ready)  # best-of-N: fluxcompose.candidates
+            return
         if ready.saved is not None:
             self._reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
             output, task_id = ready.saved, ready.resume_task_id
@@ -394,6 +397,13 @@ class Pipeline:
             thumbs=done.thumbs,
         )
         self.ledger.set_state(job_id, JobState.DONE, finished=True)
+
+    # -- best-of-N: every candidate journaled, reserved and finished like a job ----------
+
+    def _candidates(self, job: _Job, ready: _Ready) -> None:
+        from .candidates_hook import run_job_candidates
+
+        run_job_candidates(self, job, ready)
 
 
 _BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")

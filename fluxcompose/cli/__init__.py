@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import FluxComposeError
-from . import batch_cmd, compare_cmd, cost_cmd, recipes_cmd, run_cmds
+from . import ab_cmd, batch_cmd, compare_cmd, cost_cmd, recipes_cmd, run_cmds
 from .compose_cmds import compose_cmd, size_cmd
 from .locate_cmd import locate_cmd
 
@@ -99,6 +99,7 @@ def cli() -> None:
 cli.add_command(size_cmd)
 cli.add_command(compose_cmd)
 cli.add_command(locate_cmd)
+cli.add_command(ab_cmd.ab_cmd)
 
 
 for _command in (

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
+from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
     PromptOptions,
@@ -133,6 +134,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @request_options
 @prompt_options
 @compose_options
+@candidate_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
@@ -146,6 +148,8 @@ def batch(
     request: RequestOptions,
     job: PromptOptions,
     compose: ComposeOptions,
+    candidates: int,
+    stop_on_pass: bool,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
@@ -185,6 +189,8 @@ def batch(
         retry_failed=retry_failed,
         compare=job.compare,
         subject_box=job.subject_box,
+        candidates=candidates,
+        stop_on_pass=stop_on_pass,
     )
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
@@ -195,7 +201,7 @@ def batch(
     announce(
         backend_obj,
         chosen_model,
-        len(parsed),
+        len(parsed) * candidates,
         typical_price(typical, backend_obj.name, n_sources),
     )
     stop = threading.Event()

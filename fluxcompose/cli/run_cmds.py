@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ..errors import ChecksFailed, InputError
+from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
     PromptOptions,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 @request_options
 @prompt_options
 @compose_options
+@candidate_options
 @click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
 @click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
 @click.option(
@@ -62,6 +64,8 @@ def run_cmd(
     request: RequestOptions,
     job: PromptOptions,
     compose: ComposeOptions,
+    candidates: int,
+    stop_on_pass: bool,
     strict: bool,
     dry_run: bool,
     as_json: bool,
@@ -111,12 +115,24 @@ def run_cmd(
     backend_obj = backend.build()
     warm_up(backend_obj)  # the SDK's import and set-up, while the canvas composes
     prepared = prepare_job(spec, backend_name=backend_obj.name)
-    announce(backend_obj, prepared.request.model, 1, prepared.price_usd)
+    announce(backend_obj, prepared.request.model, candidates, prepared.price_usd)
 
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
         notice(f"attempt {attempt} failed ({' '.join(str(exc).split())}); retrying in {delay:.1f}s")
 
-    outcome = complete_job(prepared, backend_obj, outdir, compare=job.compare, on_retry=on_retry)
+    outcome = complete_job(
+        prepared,
+        backend_obj,
+        outdir,
+        compare=job.compare,
+        on_retry=on_retry,
+        candidates=candidates,
+        stop_on_pass=stop_on_pass,
+    )
+    if outcome.sidecar.get("candidates"):
+        c = outcome.sidecar["candidates"]
+        drawn = sum(1 for x in c if x["state"] != "pending")
+        notice(f"candidates: chose {outcome.sidecar['chosen']} of {drawn} drawn ({len(c)} asked)")
     if as_json:
         print_json(outcome.sidecar)
     for warning in outcome.sidecar.get("backend_notes", {}).get("warnings") or []:
