@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from .batch import BatchConfig, BatchSummary, run_batch
 from .batch.plan import context_key, row_key
-from .errors import InputError
+from .errors import FluxComposeError, InputError
 from .images import write_bytes_atomic
 from .journal import JobRow, JobState, Journal
 from .pairs import Pairs, read_pairs
@@ -332,8 +332,9 @@ def ab_summary(
             }
         )
     if backend_name == "local":
-        for st in stats:
-            st["official_usd_per_call"] = _official_price(st["model"])
+        n_sources = len(pairs.rows[0].sources) if pairs.rows else 2
+        for arm, st in zip(arms, stats, strict=True):
+            st["official_usd_per_call"] = _official_price(arm_config(config, arm), n_sources)
     return {
         "pairs_file": str(pairs.path),
         "backend": backend_name,
@@ -345,11 +346,19 @@ def ab_summary(
     }
 
 
-def _official_price(model: str) -> float | None:
-    """What one call of ``model`` costs on the official (bfl) backend, when a flat price exists."""
-    from . import pricing
+def _official_price(config: BatchConfig, n_sources: int) -> float | None:
+    """What a typical job of ``config`` with ``n_sources`` images costs on the official
+    (bfl) backend: per call for Kontext, by the megapixel of what is sent for FLUX.2."""
+    from .run import JobSpec, typical_price
 
+    spec = JobSpec(
+        recipe=config.recipe,
+        prompt=config.prompt,
+        variables=dict(config.variables),
+        request=config.request_options,
+        compose=config.compose_options,
+    )
     try:
-        return float(pricing.price_per_call("bfl", model))
-    except Exception:  # noqa: BLE001 - a model priced by the megapixel has no flat price
+        return float(typical_price(spec, "bfl", n_sources))
+    except FluxComposeError:
         return None

@@ -275,3 +275,17 @@ def test_the_local_page_says_the_arms_differ_only_in_price(tmp_path: Path) -> No
     assert "the arms differ only in price" in page
     assert "$0.040 per call" in page and "$0.080 per call" in page
     assert "m&lt;x&gt;" in page and "m<x>" not in page
+
+
+def test_the_offline_price_note_prices_flux2_by_what_a_job_sends() -> None:
+    """Kontext is per call; flux-2-pro with two 1 MP references and a 1 MP output is 3 MP:
+    $0.03 + 2 x $0.015 (DESIGN.md section 11), not the 1 MP lower bound."""
+    from fluxcompose.ab import Arm, _official_price, arm_config
+    from fluxcompose.batch import BatchConfig
+    from fluxcompose.recipes import load_recipe
+
+    base = BatchConfig(recipe=load_recipe("pattern-transfer"))
+    kontext = arm_config(base, Arm("k", "flux-kontext-pro", "stitched"))
+    flux2 = arm_config(base, Arm("f", "flux-2-pro", "separate"))
+    assert _official_price(kontext, 2) == pytest.approx(0.04)
+    assert _official_price(flux2, 2) == pytest.approx(0.06)
