@@ -350,6 +350,47 @@ def compose_options(f: _F) -> _F:
     return _bundle("compose", COMPOSE_KEYS, options, build)(f)
 
 
+def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_F], _F]:
+    """--concurrency, --budget, --max-attempts and --retry-failed: how batch and ab run
+    their jobs (each a plain keyword of the command)."""
+    options: list[_Option] = [
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help=concurrency_help,
+        ),
+        click.option(
+            "--budget",
+            type=click.FloatRange(min=0),
+            default=None,
+            metavar="USD",
+            help=budget_help,
+        ),
+        click.option(
+            "--max-attempts",
+            type=click.IntRange(min=1),
+            default=4,
+            show_default=True,
+            help="Attempts per job for 429, 5xx, timeouts and dropped connections.",
+        ),
+        click.option(
+            "--retry-failed",
+            is_flag=True,
+            help="Try failed jobs again (moderated ones are never retried).",
+        ),
+    ]
+
+    def decorate(f: _F) -> _F:
+        command: Callable[..., Any] = f
+        for opt in reversed(options):
+            command = opt(command)
+        return cast(_F, command)
+
+    return decorate
+
+
 def build_request_options(
     *,
     model: str | None,

@@ -15,6 +15,7 @@ from ._common import (
     BackendChoice,
     PromptOptions,
     backend_options,
+    batch_run_options,
     compose_options,
     load_recipe_arg,
     notice,
@@ -48,28 +49,10 @@ __all__ = ["ab_cmd"]
     type=click.Path(path_type=Path),
     help="Where each arm's batch (OUTDIR/NAME/), ab.json and ab.html go; run again to resume.",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Jobs in flight at once per arm; also the size of the interleaved chunks.",
+@batch_run_options(
+    concurrency_help="Jobs in flight at once per arm; also the size of the interleaved chunks.",
+    budget_help="Per arm: never start a job that would take the arm's total over USD.",
 )
-@click.option(
-    "--budget",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="USD",
-    help="Per arm: never start a job that would take the arm's total over USD.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Attempts per job for 429, 5xx, timeouts and dropped connections.",
-)
-@click.option("--retry-failed", is_flag=True, help="Try failed jobs again (never moderated ones).")
 @backend_options
 @request_options
 @prompt_options
@@ -103,7 +86,7 @@ def ab_cmd(
 
     \b
     Examples:
-      fluxcompose ab samples/pairs.csv --arm kontext=flux-kontext-pro --arm max=flux-kontext-max -o ab/ --backend local
+      fluxcompose ab samples/pairs.csv -r pattern-transfer --arm kontext=flux-kontext-pro --arm f2=flux-2-pro -o ab/ --backend local
       fluxcompose ab pairs.csv -r pattern-transfer --arm pro=flux-kontext-pro --arm max=flux-kontext-max -o ab/ --candidates 3 --stop-on-pass
     """
     from ..ab import parse_arms, run_ab

@@ -22,6 +22,7 @@ from ._common import (
     PromptOptions,
     announce,
     backend_options,
+    batch_run_options,
     compose_options,
     load_recipe_arg,
     notice,
@@ -106,29 +107,9 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     type=click.Path(path_type=Path),
     help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
 )
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Jobs in flight at once (capped by the backend's limit).",
-)
-@click.option(
-    "--budget",
-    type=click.FloatRange(min=0),
-    default=None,
-    metavar="USD",
-    help="Never start a job that would take this OUTDIR's total spend over USD.",
-)
-@click.option(
-    "--max-attempts",
-    type=click.IntRange(min=1),
-    default=4,
-    show_default=True,
-    help="Attempts per job for 429, 5xx, timeouts and dropped connections.",
-)
-@click.option(
-    "--retry-failed", is_flag=True, help="Try failed jobs again (moderated ones are never retried)."
+@batch_run_options(
+    concurrency_help="Jobs in flight at once (capped by the backend's limit).",
+    budget_help="Never start a job that would take this OUTDIR's total spend over USD.",
 )
 @backend_options
 @request_options
