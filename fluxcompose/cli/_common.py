@@ -16,6 +16,7 @@ from ..errors import InputError, RatioError
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
+    from ..batch import BatchConfig
     from ..recipes import Recipe
     from ..run import ComposeOptions, RequestOptions
 
@@ -350,9 +351,18 @@ def compose_options(f: _F) -> _F:
     return _bundle("compose", COMPOSE_KEYS, options, build)(f)
 
 
+@dataclass(frozen=True)
+class BatchRunOptions:
+    """--concurrency, --budget, --max-attempts and --retry-failed: how batch and ab run."""
+
+    concurrency: int = 4
+    budget_usd: float | None = None  # USD, >= 0
+    max_attempts: int = 4
+    retry_failed: bool = False
+
+
 def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_F], _F]:
-    """--concurrency, --budget, --max-attempts and --retry-failed: how batch and ab run
-    their jobs (each a plain keyword of the command)."""
+    """The options of :class:`BatchRunOptions` -> ``run: BatchRunOptions``."""
     options: list[_Option] = [
         click.option(
             "--concurrency",
@@ -382,13 +392,43 @@ def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_
         ),
     ]
 
-    def decorate(f: _F) -> _F:
-        command: Callable[..., Any] = f
-        for opt in reversed(options):
-            command = opt(command)
-        return cast(_F, command)
+    def build(
+        concurrency: int, budget: float | None, max_attempts: int, retry_failed: bool
+    ) -> BatchRunOptions:
+        return BatchRunOptions(concurrency, budget, max_attempts, retry_failed)
 
-    return decorate
+    names = ("concurrency", "budget", "max_attempts", "retry_failed")
+    return _bundle("run", names, options, build)
+
+
+def batch_config(
+    recipe: str | None,
+    request: RequestOptions,
+    compose: ComposeOptions,
+    job: PromptOptions,
+    run: BatchRunOptions,
+    *,
+    candidates: int = 1,
+    stop_on_pass: bool = False,
+) -> BatchConfig:
+    """The :class:`~fluxcompose.batch.BatchConfig` that batch and ab's flags describe."""
+    from ..batch import BatchConfig
+
+    return BatchConfig(
+        recipe=load_recipe_arg(recipe),
+        request_options=request,
+        compose_options=compose,
+        prompt=job.prompt,
+        variables=job.variables,
+        concurrency=run.concurrency,
+        budget_usd=run.budget_usd,
+        max_attempts=run.max_attempts,
+        retry_failed=run.retry_failed,
+        compare=job.compare,
+        subject_box=job.subject_box,
+        candidates=candidates,
+        stop_on_pass=stop_on_pass,
+    )
 
 
 def build_request_options(

@@ -13,11 +13,12 @@ from ..errors import InputError
 from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
+    BatchRunOptions,
     PromptOptions,
     backend_options,
+    batch_config,
     batch_run_options,
     compose_options,
-    load_recipe_arg,
     notice,
     print_json,
     prompt_options,
@@ -64,10 +65,7 @@ def ab_cmd(
     arms: tuple[str, ...],
     recipe: str | None,
     outdir: Path,
-    concurrency: int,
-    budget: float | None,
-    max_attempts: int,
-    retry_failed: bool,
+    run: BatchRunOptions,
     backend: BackendChoice,
     request: RequestOptions,
     job: PromptOptions,
@@ -90,7 +88,6 @@ def ab_cmd(
       fluxcompose ab pairs.csv -r pattern-transfer --arm pro=flux-kontext-pro --arm max=flux-kontext-max -o ab/ --candidates 3 --stop-on-pass
     """
     from ..ab import parse_arms, run_ab
-    from ..batch import BatchConfig
     from ..pairs import read_pairs
 
     parsed_arms = parse_arms(arms)
@@ -99,20 +96,8 @@ def ab_cmd(
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    config = BatchConfig(
-        recipe=load_recipe_arg(recipe),
-        request_options=request,
-        compose_options=compose,
-        prompt=job.prompt,
-        variables=job.variables,
-        concurrency=concurrency,
-        budget_usd=budget,
-        max_attempts=max_attempts,
-        retry_failed=retry_failed,
-        compare=job.compare,
-        subject_box=job.subject_box,
-        candidates=candidates,
-        stop_on_pass=stop_on_pass,
+    config = batch_config(
+        recipe, request, compose, job, run, candidates=candidates, stop_on_pass=stop_on_pass
     )
     backend_obj = backend.build()
     text = getattr(backend_obj, "NOTICE", None)

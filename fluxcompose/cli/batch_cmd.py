@@ -19,12 +19,13 @@ from ..errors import InputError
 from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
+    BatchRunOptions,
     PromptOptions,
     announce,
     backend_options,
+    batch_config,
     batch_run_options,
     compose_options,
-    load_recipe_arg,
     notice,
     print_json,
     prompt_options,
@@ -121,10 +122,7 @@ def batch(
     pairs: Path,
     recipe: str | None,
     outdir: Path,
-    concurrency: int,
-    budget: float | None,
-    max_attempts: int,
-    retry_failed: bool,
+    run: BatchRunOptions,
     backend: BackendChoice,
     request: RequestOptions,
     job: PromptOptions,
@@ -151,27 +149,15 @@ def batch(
       fluxcompose batch pairs.txt -r side-by-side -o out/ --concurrency 16 --budget 5
       fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
     """
-    from ..batch import BatchConfig, StderrProgress, run_batch
+    from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
     from ..run import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    config = BatchConfig(
-        recipe=load_recipe_arg(recipe),
-        request_options=request,
-        compose_options=compose,
-        prompt=job.prompt,
-        variables=job.variables,
-        concurrency=concurrency,
-        budget_usd=budget,
-        max_attempts=max_attempts,
-        retry_failed=retry_failed,
-        compare=job.compare,
-        subject_box=job.subject_box,
-        candidates=candidates,
-        stop_on_pass=stop_on_pass,
+    config = batch_config(
+        recipe, request, compose, job, run, candidates=candidates, stop_on_pass=stop_on_pass
     )
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
