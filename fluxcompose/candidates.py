@@ -37,6 +37,7 @@ from .run import (
     finish_job,
     generate_with_retries,
     save_result,
+    write_sidecar,
 )
 from .scoring import UNMEASURED, Score, score_checks
 
@@ -452,9 +453,7 @@ def _write_job(
     side["chosen"] = best.index + 1
     side["candidates"] = [c.describe(outdir, c is best) for c in cands]
     side["stop_on_pass_saved"] = sum(1 for c in cands if c.state == JobState.PENDING.value)
-    sidecar = write_bytes_atomic(
-        outdir / f"{job_id}.json", (json.dumps(side, indent=2, default=str) + "\n").encode()
-    )
+    sidecar = write_sidecar(outdir, job_id, side)
     return JobOutcome(
         job_id=job_id,
         output_path=output,

@@ -75,6 +75,7 @@ __all__ = [
     "resolve_model",
     "complete_job",
     "run_job",
+    "write_sidecar",
     "save_result",
     "typical_price",
     "warm_up",
@@ -1076,10 +1077,7 @@ def finish_job(
         billed=billed,
         reference_paths=reference_paths,
     )
-    sidecar_path = write_bytes_atomic(
-        outdir / f"{prepared.job_id}.json",
-        (json.dumps(sidecar, indent=2, default=str) + "\n").encode(),
-    )
+    sidecar_path = write_sidecar(outdir, prepared.job_id, sidecar)
     passed = None if metrics is None else metrics.get("passed")
     return JobOutcome(
         job_id=prepared.job_id,
@@ -1120,6 +1118,12 @@ def _number(value: Any) -> float | None:
         return None
     number = float(value)
     return number if number == number and abs(number) != float("inf") else None
+
+
+def write_sidecar(outdir: Path, job_id: str, sidecar: Mapping[str, Any]) -> Path:
+    """Write ``<job>.json`` atomically and durably: the provenance of a paid result."""
+    data = (json.dumps(sidecar, indent=2, default=str) + "\n").encode()
+    return write_bytes_atomic(outdir / f"{job_id}.json", data)
 
 
 def build_sidecar(
