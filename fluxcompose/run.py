@@ -55,7 +55,7 @@ from .images import (
     write_bytes_atomic,
 )
 from .locate import Box, parse_box
-from .models import MAX_TOTAL_PIXELS, model_spec
+from .models import GUIDANCE_RANGE, MAX_TOTAL_PIXELS, STEPS_RANGE, model_spec
 from .recipes import REFERENCE_MODES, Recipe
 
 __all__ = [
@@ -445,20 +445,22 @@ def _check_request(model: str, safety: Any, fmt: Any, seed: Any) -> None:
 
 
 def _check_flex(model: str, steps: Any, guidance: Any) -> None:
-    """--steps and --guidance: flux-2-flex's only, in 1..50 and 1.5..10."""
+    """--steps and --guidance: flux-2-flex's only, in STEPS_RANGE and GUIDANCE_RANGE."""
     for name, value in (("steps", steps), ("guidance", guidance)):
         if value is not None and not model_spec(model).tunable:
             raise ConfigError(f"--{name} is for flux-2-flex only, not {model}")
+    lo, hi = STEPS_RANGE
     if steps is not None and (
-        isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 50
+        isinstance(steps, bool) or not isinstance(steps, int) or not lo <= steps <= hi
     ):
-        raise ConfigError(f"steps must be a whole number from 1 to 50, got {steps!r}")
+        raise ConfigError(f"steps must be a whole number from {lo} to {hi}, got {steps!r}")
+    g_lo, g_hi = GUIDANCE_RANGE
     if guidance is not None and (
         isinstance(guidance, bool)
         or not isinstance(guidance, int | float)
-        or not 1.5 <= guidance <= 10
+        or not g_lo <= guidance <= g_hi
     ):
-        raise ConfigError(f"guidance must be a number from 1.5 to 10, got {guidance!r}")
+        raise ConfigError(f"guidance must be a number from {g_lo:g} to {g_hi:g}, got {guidance!r}")
 
 
 def _check_budgets(model: str, output_mp: float, reference_mp: float) -> None:
