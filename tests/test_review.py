@@ -103,7 +103,9 @@ def test_parse_set() -> None:
     )  # fmt: skip
 
 
-def _judged(person: str, checks: str, n: int, per: dict[str, bool | None] | None = None) -> list[Judged]:
+def _judged(
+    person: str, checks: str, n: int, per: dict[str, bool | None] | None = None
+) -> list[Judged]:
     return [Judged(person, checks, per or {}) for _ in range(n)]
 
 
@@ -130,7 +132,12 @@ def test_agreement_against_a_hand_computed_table() -> None:
     assert doc["false_fail_rate"] == pytest.approx(0.75)
     assert doc["false_fail_ci"] == pytest.approx([0.3006, 0.9544], abs=1e-4)
     assert doc["per_check"] == {
-        "placement": {"pass_approved": 11, "pass_rejected": 2, "fail_approved": 0, "fail_rejected": 0},
+        "placement": {
+            "pass_approved": 11,
+            "pass_rejected": 2,
+            "fail_approved": 0,
+            "fail_rejected": 0,
+        },
         "width": {"pass_approved": 8, "pass_rejected": 2, "fail_approved": 3, "fail_rejected": 1},
     }
     assert list(doc) == [

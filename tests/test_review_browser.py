@@ -152,7 +152,9 @@ def test_keys_record_verdicts_that_survive_a_restart(session: Session) -> None:
     page.keyboard.press("g")
     expect(page.locator("#filter-review-approved")).to_have_attribute("data-count", "1")
     expect(page.locator("#filter-review-rejected")).to_have_attribute("data-count", "2")
-    expect(page.locator(f'.card[data-key="{ORDER[1]}"]')).to_have_attribute("data-review", "rejected")
+    expect(page.locator(f'.card[data-key="{ORDER[1]}"]')).to_have_attribute(
+        "data-review", "rejected"
+    )
     # Approving the last one leaves nothing unreviewed: the page goes to the grid.
     page.locator(f'.card[data-key="{ORDER[3]}"]').click()
     expect(page.locator("#job-id")).to_have_text(ORDER[3])
@@ -215,7 +217,10 @@ def test_choosing_a_candidate_makes_it_the_output(session: Session) -> None:
     expect(page.locator(".cand.chosen")).to_have_attribute("data-index", "1")
     page.keyboard.press("c")
     expect(page.locator(".cand.chosen")).to_have_attribute("data-index", "2")
-    assert hashlib.sha256((out / "tee-nobody.png").read_bytes()).digest() == hashlib.sha256(c2).digest()
+    assert (
+        hashlib.sha256((out / "tee-nobody.png").read_bytes()).digest()
+        == hashlib.sha256(c2).digest()
+    )
     side = json.loads((out / "tee-nobody.json").read_text())
     assert side["chosen"] == 2 and side["chosen_by"] == "person"
     assert [c["chosen"] for c in side["candidates"]] == [False, True]

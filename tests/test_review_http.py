@@ -122,7 +122,9 @@ def test_files_inside_outdir_are_served(served: tuple[RunningServer, Path]) -> N
     assert status == 200 and body == (out / "tee-middle.png").read_bytes()
     status, _, body = request(server, "GET", "/files/inside.json", headers=tok(server))
     assert status == 200 and json.loads(body)["job_id"] == "tee-middle"
-    status, headers, body = request(server, "GET", "/api/target?key=tee-middle", headers=tok(server))
+    status, headers, body = request(
+        server, "GET", "/api/target?key=tee-middle", headers=tok(server)
+    )
     assert status == 200 and headers["content-type"] == "image/jpeg" and body[:2] == b"\xff\xd8"
 
 
@@ -131,7 +133,10 @@ def test_changes_only_by_post_with_the_header(served: tuple[RunningServer, Path]
     verdict = {"key": "tee-badbox", "verdict": "reject", "reasons": ["size"]}
     for path in ("/api/review", "/api/choose"):
         assert request(server, "GET", path, headers=tok(server))[0] == 405
-        assert request(server, "GET", f"{path}?key=tee-badbox&verdict=approve", headers=tok(server))[0] == 405
+        assert (
+            request(server, "GET", f"{path}?key=tee-badbox&verdict=approve", headers=tok(server))[0]
+            == 405
+        )
     # A cookie alone (what a page from elsewhere could make a browser send) changes nothing.
     cookie = {"Cookie": f"fluxcompose_review_{server.port}={server.token}"}
     assert request(server, "POST", "/api/review", body=verdict, headers=cookie)[0] == 403
