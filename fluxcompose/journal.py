@@ -779,3 +779,30 @@ class Journal:
             n, last = self._db.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone()
             (rid,) = self._db.execute("SELECT MAX(id) FROM reviews").fetchone()
         return f"{n}:{last}:{rid}"
+
+    def reset_for_retry(self, job_id: str, *, archived: str | Path | None) -> None:
+        """A rejected job is to run again (``batch --retry-rejected``), in one transaction:
+        back to pending without its task id or candidates (their cost stays in the job's
+        ``cost_usd``, so the budget keeps counting it), and a ``retry`` row in the review
+        history pointing at the earlier output's copy ``archived``."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "UPDATE jobs SET state = ?, task_id = NULL, error = NULL, error_kind = NULL,"
+                    " updated_at = ? WHERE job_id = ?",
+                    (JobState.PENDING.value, now, job_id),
+                )
+                if cur.rowcount != 1:
+                    raise KeyError(job_id)
+                self._db.execute("DELETE FROM candidates WHERE job_id = ?", (job_id,))
+                self._db.execute(
+                    "INSERT INTO reviews (job_id, verdict, reviewed_at, output_path)"
+                    " VALUES (?, 'retry', ?, ?)",
+                    (job_id, now, None if archived is None else str(archived)),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -24,7 +24,8 @@ from fluxcompose.review import (
     checks_verdict,
     parse_set,
 )
-from tests.review_data import CHECKS, ORDER, SAMPLES, copy_batch
+from tests.fakeapi import FakeAPI
+from tests.review_data import CHECKS, ORDER, SAMPLES, copy_batch, pairs_file
 
 
 def invoke(*args: object) -> Result:
@@ -300,3 +301,76 @@ def test_ab_approval_rates_with_wilson_intervals(tmp_path: Path) -> None:
     page = (tmp_path / "ab.html").read_text()
     assert "approved by people" in page and "2/3 (67 %)" in page and "21–94 %" in page
     assert "not reviewed" in page
+
+
+# --------------------------------------------------------------------------- retry-rejected
+
+
+def _retry_pairs(tmp_path: Path) -> Path:
+    folder = tmp_path / "pairs"
+    folder.mkdir()
+    return pairs_file(folder, ("tee-middle", "tee-left-chest", "tee-badbox", "tee-nobody"))
+
+
+def test_retry_rejected_runs_only_the_rejected_with_a_new_seed_and_keeps_history(
+    batch: Path, tmp_path: Path
+) -> None:
+    pairs = _retry_pairs(tmp_path)
+    assert invoke("review", batch, "--set", "tee-badbox=reject:size,placement").exit_code == 0
+    assert invoke("review", batch, "--set", "tee-middle=approve").exit_code == 0
+    before = {j: (batch / f"{j}.png").read_bytes() for j in ORDER}
+    old_side = json.loads((batch / "tee-badbox.json").read_text())
+    r = invoke(
+        "batch", pairs, "-r", "pattern-transfer", "-o", batch, "--backend", "local",
+        "--retry-rejected", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    err = r.stderr.splitlines()
+    price = next(i for i, ln in enumerate(err) if "retrying 1 rejected job(s) with new seeds" in ln)
+    assert "about $0.000 more" in err[price]
+    assert price < next(i for i, ln in enumerate(err) if ln.startswith("backend:"))
+    summary = json.loads(r.stdout)
+    assert summary["done"] == 4 and summary["skipped"] == 3
+    # The earlier output and verdict stay; the new output is unreviewed.
+    kept = batch / "history" / "tee-badbox" / "1"
+    assert (kept / "tee-badbox.png").read_bytes() == before["tee-badbox"]
+    assert json.loads((kept / "tee-badbox.json").read_text())["seed"] == old_side["seed"] == 5
+    new_seed = json.loads((batch / "tee-badbox.json").read_text())["seed"]
+    assert new_seed != 5
+    with Journal(batch / "journal.sqlite") as j:
+        hist = j.review_history("tee-badbox")
+        current = j.current_reviews()
+        assert j.get("tee-badbox").state == "done"  # type: ignore[union-attr]
+    assert [(h.verdict, h.reasons) for h in hist] == [
+        ("reject", ("size", "placement")),
+        ("retry", ()),
+    ]
+    assert hist[1].output_path == "history/tee-badbox/1/tee-badbox.png"
+    assert "tee-badbox" not in current and current["tee-middle"].verdict == "approve"
+    for j in ("tee-middle", "tee-left-chest", "tee-nobody"):
+        assert (batch / f"{j}.png").read_bytes() == before[j]
+    # Nothing rejected any more: nothing to run.
+    r = invoke("batch", pairs, "-r", "pattern-transfer", "-o", batch, "--backend", "local",
+               "--retry-rejected")  # fmt: skip
+    assert r.exit_code == 0 and "no rejected job" in r.stderr
+
+
+def test_retry_rejected_keeps_to_the_budget(
+    batch: Path, tmp_path: Path, fake_api: FakeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_api.api_key = "sk-review-test"
+    monkeypatch.setenv("FLUXCOMPOSE_API_KEY", "sk-review-test")
+    monkeypatch.setenv("FLUXCOMPOSE_BASE_URL", fake_api.openai_base)
+    pairs = _retry_pairs(tmp_path)
+    for j in ("tee-badbox", "tee-nobody"):
+        assert invoke("review", batch, "--set", f"{j}=reject").exit_code == 0
+    args = ("batch", pairs, "-r", "pattern-transfer", "-o", batch, "--backend", "openai")
+    r = invoke(*args, "--retry-rejected", "--budget", "0.05", "--no-compare")
+    assert "2 call(s), about $0.070 more (budget $0.050 in total)" in r.stderr
+    assert fake_api.billable == 1 and r.exit_code == 1  # the second would pass the budget
+    assert "budget" in r.stderr
+    # The one left behind is still to be retried (with a new seed), and is paid for once.
+    r = invoke(*args, "--retry-rejected", "--budget", "1", "--no-compare")
+    assert r.exit_code == 0, r.stderr
+    assert "retrying 1 rejected job(s)" in r.stderr and fake_api.billable == 2
+    assert sorted(p.name for p in (batch / "history").iterdir()) == ["tee-badbox", "tee-nobody"]
