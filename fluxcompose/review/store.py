@@ -23,7 +23,7 @@ from typing import Any
 from ..ab import AB_JSON
 from ..errors import InputError
 from ..images import write_bytes_atomic
-from ..journal import JOURNAL_NAME, JobRow, JobState, Journal, ReviewRow
+from ..journal import JOURNAL_NAME, Journal, ReviewRow
 from .model import Judged, checks_verdict, export_row, parse_reasons
 
 __all__ = [
@@ -131,6 +131,7 @@ class ReviewStore:
         self.arms: list[str] = []
         self._journals: dict[str | None, Journal] = {}
         self._flags: dict[Path, tuple[int, bool]] = {}
+        self._entries: dict[tuple[str | None, str], tuple[float, JobEntry]] = {}
         if (self.root / AB_JSON).is_file():
             self.kind = "ab"
             doc = _read_json(self.root / AB_JSON) or {}
@@ -173,34 +174,52 @@ class ReviewStore:
         self._flags[sidecar] = (mtime, flag)
         return flag
 
-    def _entry_from_row(self, arm: str | None, row: JobRow) -> JobEntry:
-        base = self._base(arm)
-        thumbs = row.thumbs or {}
-        out_path = Path(str(row.output_path))
-        side_path = Path(str(row.sidecar_path)) if row.sidecar_path else None
-        if not out_path.is_absolute():
-            out_path = base / out_path
-        if side_path is not None and not side_path.is_absolute():
-            side_path = base / side_path
-        thumb = thumbs.get("output")
-        prefix = "" if arm is None else f"{arm}/"
-        checks = (row.metrics or {}).get("checks") if row.metrics else None
-        cands = thumbs.get("candidates") or []
-        return JobEntry(
-            key=f"{prefix}{row.job_id}",
-            job_id=row.job_id,
-            arm=arm,
-            line=row.line,
-            output=_rel(self.root, out_path),
-            thumb=(prefix + str(thumb)) if thumb else None,
-            sidecar=_rel(self.root, side_path),
-            checks=dict(checks or {}),
-            checks_verdict=checks_verdict(checks, row.checks_passed),
+    def _entry_from_brief(self, arm: str | None, row: Mapping[str, Any]) -> JobEntry:
+        """A journal's done job as a :class:`JobEntry`, cached by its ``updated_at``."""
+        cache_key = (arm, str(row["job_id"]))
+        hit = self._entries.get(cache_key)
+        if hit is not None and hit[0] == row["updated_at"]:
+            entry = hit[1]
+        else:
+            entry = self._make_entry(arm, row)
+            self._entries[cache_key] = (row["updated_at"], entry)
+        if entry.candidates and entry.sidecar:
             # Only best-of-N can leave a job flagged: read the sidecars of those alone.
-            flagged=bool(cands) and side_path is not None and self._flag_of(side_path),
-            finished_at=row.finished_at,
-            candidates=len(cands),
+            side = self.root / entry.sidecar
+            entry.flagged = self._flag_of(side)
+        return entry
+
+    def _make_entry(self, arm: str | None, row: Mapping[str, Any]) -> JobEntry:
+        prefix = "" if arm is None else f"{arm}/"
+        thumbs = json.loads(row["thumbs"]) if row["thumbs"] else {}
+        checks = json.loads(row["checks"]) if row["checks"] else None
+        passed = row["checks_passed"]
+        thumb = thumbs.get("output")
+        return JobEntry(
+            key=f"{prefix}{row['job_id']}",
+            job_id=str(row["job_id"]),
+            arm=arm,
+            line=row["line"],
+            output=self._in_base(arm, row["output_path"]),
+            thumb=(prefix + str(thumb)) if thumb else None,
+            sidecar=self._in_base(arm, row["sidecar_path"]),
+            checks=dict(checks or {}),
+            checks_verdict=checks_verdict(checks, None if passed is None else bool(passed)),
+            finished_at=row["finished_at"],
+            candidates=len(thumbs.get("candidates") or []),
         )
+
+    def _in_base(self, arm: str | None, path: str | None) -> str | None:
+        """A path the journal recorded, relative to OUTDIR. Outputs and sidecars sit right
+        in the job's folder, so the file name is enough when the recorded folder is not
+        OUTDIR as resolved now (the batch ran from another folder, or OUTDIR moved)."""
+        if not path:
+            return None
+        prefix = "" if arm is None else f"{arm}/"
+        base = str(self._base(arm)) + os.sep
+        if path.startswith(base):
+            return prefix + path[len(base) :].replace(os.sep, "/")
+        return prefix + Path(path).name
 
     def _run_entries(self) -> Iterator[JobEntry]:
         for path in sorted(self.root.glob("*.json")):
@@ -238,9 +257,7 @@ class ReviewStore:
             return list(self._run_entries())
         out: list[JobEntry] = []
         for arm, journal in self._journals.items():
-            for row in journal.jobs():
-                if row.state == JobState.DONE and row.output_path:
-                    out.append(self._entry_from_row(arm, row))
+            out.extend(self._entry_from_brief(arm, row) for row in journal.done_jobs_brief())
         if self.kind == "ab":
             order = {a: i for i, a in enumerate(self.arms)}
             out.sort(key=lambda e: (e.line or 0, order.get(e.arm or "", 0)))
