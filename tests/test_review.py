@@ -374,3 +374,55 @@ def test_retry_rejected_keeps_to_the_budget(
     assert r.exit_code == 0, r.stderr
     assert "retrying 1 rejected job(s)" in r.stderr and fake_api.billable == 2
     assert sorted(p.name for p in (batch / "history").iterdir()) == ["tee-badbox", "tee-nobody"]
+
+
+# --------------------------------------------------------------------------- an A/B folder
+
+
+@pytest.fixture
+def ab_folder(tmp_path: Path) -> Path:
+    """Two arms made of the sample batch and the ab.json that ``fluxcompose ab`` writes."""
+    root = tmp_path / "ab"
+    root.mkdir()
+    for arm in ("pro", "max"):
+        copy_batch(root / arm)
+    doc = {
+        "arms": [
+            {"name": a, "model": m, "references": None, "jobs": 4, "done": 4, "passed": 2,
+             "pass_rate": 0.5, "pass_rate_ci95": [0.15, 0.85], "metrics": {}, "cost_usd": 0,
+             "cost_per_passing_usd": None, "median_generate_s": None}
+            for a, m in (("pro", "flux-kontext-pro"), ("max", "flux-kontext-max"))
+        ],
+        "comparisons": [],
+        "pairs": [{"line": i + 2, "id": j, "sources": [],
+                   "arms": {"pro": {"job_id": j}, "max": {"job_id": j}}} for i, j in enumerate(ORDER)],
+    }  # fmt: skip
+    (root / "ab.json").write_text(json.dumps(doc))
+    return root
+
+
+def test_an_ab_folder_reviews_each_arm_into_its_own_journal(ab_folder: Path) -> None:
+    with ReviewStore(ab_folder) as store:
+        assert store.kind == "ab"
+        keys = [e.key for e in store.jobs()]
+        assert keys[:2] == ["pro/tee-middle", "max/tee-middle"] and len(keys) == 8
+        detail = store.detail("max/tee-middle")
+        assert [a["arm"] for a in detail["arms"]] == ["pro", "max"]
+        assert detail["output"] == "max/tee-middle.png"
+    assert "several arms" in one_error(invoke("review", ab_folder, "--set", "tee-middle=approve"))
+    r = invoke(
+        "review", ab_folder, "--set", "pro/tee-middle=approve", "--set", "pro/tee-badbox=reject",
+        "--set", "max/tee-middle=approve",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    with Journal(ab_folder / "pro" / "journal.sqlite") as j:
+        assert {k: v.verdict for k, v in j.current_reviews().items()} == {
+            "tee-middle": "approve",
+            "tee-badbox": "reject",
+        }
+    arms = {
+        a["name"]: a["approval"] for a in json.loads((ab_folder / "ab.json").read_text())["arms"]
+    }
+    assert (arms["pro"]["approved"], arms["pro"]["reviewed"]) == (1, 2)
+    assert (arms["max"]["approved"], arms["max"]["reviewed"]) == (1, 1)
+    assert "approved by people" in (ab_folder / "ab.html").read_text()

@@ -130,12 +130,25 @@ class ReviewStore:
         self._lock = threading.RLock()
         self.arms: list[str] = []
         self._journals: dict[str | None, Journal] = {}
+        self._pair_of: dict[tuple[str, str], int] = {}
         self._flags: dict[Path, tuple[int, bool]] = {}
         self._entries: dict[tuple[str | None, str], tuple[float, JobEntry]] = {}
-        if (self.root / AB_JSON).is_file():
+        # An A/B folder: ab.json, or (while ab still runs) arm folders with journals.
+        arm_dirs = sorted(
+            p.parent.name for p in self.root.glob(f"*/{JOURNAL_NAME}") if p.parent.is_dir()
+        )
+        if (self.root / AB_JSON).is_file() or (
+            arm_dirs and not (self.root / JOURNAL_NAME).is_file()
+        ):
             self.kind = "ab"
             doc = _read_json(self.root / AB_JSON) or {}
-            self.arms = [str(a["name"]) for a in doc.get("arms") or [] if "name" in a]
+            named = [str(a["name"]) for a in doc.get("arms") or [] if "name" in a]
+            self.arms = named + [a for a in arm_dirs if a not in named]
+            # Which pair each arm's job belongs to: the grid shows a pair's arms together.
+            for i, pair in enumerate(doc.get("pairs") or []):
+                for arm, cell in (pair.get("arms") or {}).items():
+                    if isinstance(cell, dict) and cell.get("job_id"):
+                        self._pair_of[(str(arm), str(cell["job_id"]))] = i
             for arm in self.arms:
                 if (self.root / arm / JOURNAL_NAME).is_file():
                     self._journals[arm] = Journal(self.root / arm / JOURNAL_NAME, durable=True)
@@ -260,7 +273,12 @@ class ReviewStore:
             out.extend(self._entry_from_brief(arm, row) for row in journal.done_jobs_brief())
         if self.kind == "ab":
             order = {a: i for i, a in enumerate(self.arms)}
-            out.sort(key=lambda e: (e.line or 0, order.get(e.arm or "", 0)))
+
+            def pair_key(e: JobEntry) -> tuple[int, int, int]:
+                pair = self._pair_of.get((e.arm or "", e.job_id))
+                return (pair if pair is not None else 10**9, e.line or 0, order.get(e.arm or "", 0))
+
+            out.sort(key=pair_key)
         return out
 
     def version(self) -> str:
@@ -349,10 +367,17 @@ class ReviewStore:
         sheet = side.get("sheet")
         pairs = []
         if self.kind == "ab":
+            pair = self._pair_of.get((entry.arm or "", entry.job_id))
+
+            def same_pair(e: JobEntry) -> bool:
+                if pair is not None:
+                    return self._pair_of.get((e.arm or "", e.job_id)) == pair
+                return e.line is not None and e.line == entry.line
+
             pairs = [
                 {"key": e.key, "arm": e.arm, "output": e.output, "checks": e.checks_verdict}
                 for e in self.jobs()
-                if e.line == entry.line and e.line is not None
+                if same_pair(e)
             ]
         history = [_review_dict(r) for r in self._journal(entry).review_history(entry.job_id)]
         return {

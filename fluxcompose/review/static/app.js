@@ -20,6 +20,7 @@
     reasons: new Set(),
     showTarget: false,
     overlays: false,
+    armsSide: false, // A/B: the arms' outputs side by side in the stage
     zoom: 0, // index in ZOOMS
     version: null,
     busy: false,
@@ -82,6 +83,7 @@
   // ---- data ----------------------------------------------------------------------------
   async function loadJobs() {
     const data = await getJSON("/api/jobs");
+    if (!state.data && data.kind === "ab") state.armsSide = true; // A/B: compare the arms first
     state.data = data;
     state.version = data.version;
     state.byKey = new Map(data.jobs.map((j) => [j.key, j]));
@@ -235,6 +237,8 @@
     // arms (A/B)
     const arms = d.arms || [];
     $("#arms-box").hidden = arms.length < 2;
+    $("#btn-arms").hidden = arms.length < 2;
+    renderArmsStage();
     $("#arms").replaceChildren(...arms.map((a) => el("div", { class: "arm" + (a.key === d.key ? " current" : ""),
         "data-arm": a.arm, onclick: () => openJob(a.key) },
       el("img", { src: "/api/thumb?path=" + encodeURIComponent(a.output || ""), alt: a.arm, loading: "lazy" }),
@@ -264,6 +268,10 @@
         (h.note ? " — " + h.note : "") + (h.reviewer ? " · " + h.reviewer : "") })));
   }
 
+  function singleView() {
+    // Target, overlays and zoom act on the one output: leave the arms' side-by-side view.
+    if (state.armsSide) { state.armsSide = false; renderArmsStage(); }
+  }
   function renderImage() {
     const d = state.detail;
     const img = $("#main-img");
@@ -299,6 +307,21 @@
     }
     fitImage();
   }
+  function renderArmsStage() {
+    const d = state.detail;
+    const arms = (d && d.arms) || [];
+    const on = state.armsSide && arms.length > 1;
+    $("#btn-arms").setAttribute("aria-pressed", String(on));
+    $("#arms-stage").hidden = !on;
+    $("#stage").hidden = on;
+    if (!on) return;
+    $("#arms-stage").replaceChildren(...arms.map((a) => {
+      const j = state.byKey.get(a.key) || {};
+      return el("figure", { class: a.key === d.key ? "current" : "", "data-arm": a.arm, onclick: () => openJob(a.key) },
+        el("img", { src: fileUrl(a.output, state.version), alt: a.arm }),
+        el("figcaption", { text: a.arm + " · " + CHECKS_LABEL[a.checks] + " · " + (REVIEW_LABEL[j.review] || "unreviewed") }));
+    }));
+  }
   function fitImage() {
     const img = $("#main-img");
     const stage = $("#stage");
@@ -313,6 +336,7 @@
   $("#main-img").addEventListener("load", fitImage);
   window.addEventListener("resize", fitImage);
   function zoom(delta) {
+    singleView();
     state.zoom = delta === 0 ? 0 : Math.max(0, Math.min(ZOOMS.length - 1, state.zoom + delta));
     fitImage();
   }
@@ -415,8 +439,9 @@
   $("#btn-next").addEventListener("click", () => step(1));
   $("#btn-prev").addEventListener("click", () => step(-1));
   $("#btn-next-candidate").addEventListener("click", nextCandidate);
-  $("#btn-toggle-target").addEventListener("click", () => { state.showTarget = !state.showTarget; renderImage(); });
-  $("#btn-overlays").addEventListener("click", () => { state.overlays = !state.overlays; renderImage(); });
+  $("#btn-toggle-target").addEventListener("click", () => { singleView(); state.showTarget = !state.showTarget; renderImage(); });
+  $("#btn-overlays").addEventListener("click", () => { singleView(); state.overlays = !state.overlays; renderImage(); });
+  $("#btn-arms").addEventListener("click", () => { state.armsSide = !state.armsSide; renderArmsStage(); fitImage(); });
   $("#btn-zoom-in").addEventListener("click", () => zoom(1));
   $("#btn-zoom-out").addEventListener("click", () => zoom(-1));
   $("#btn-zoom-fit").addEventListener("click", () => zoom(0));
@@ -446,8 +471,9 @@
     else if (k === "j") step(1);
     else if (k === "k") step(-1);
     else if (k === "c") nextCandidate();
-    else if (k === "t") { state.showTarget = !state.showTarget; renderImage(); }
-    else if (k === "o") { state.overlays = !state.overlays; renderImage(); }
+    else if (k === "t") { singleView(); state.showTarget = !state.showTarget; renderImage(); }
+    else if (k === "o") { singleView(); state.overlays = !state.overlays; renderImage(); }
+    else if (k === "s") { state.armsSide = !state.armsSide; renderArmsStage(); fitImage(); }
     else if (k === "+" || k === "=") zoom(1);
     else if (k === "-") zoom(-1);
     else if (k === "0") zoom(0);
