@@ -409,10 +409,15 @@
     show("agreement");
     history.replaceState(null, "", "#agreement");
     const a = await getJSON("/api/agreement");
-    const rate = (r, ci) => r === null ? "–" : pct(r);
-    const ciText = (ci) => "95 % CI " + pct(ci[0]) + "–" + pct(ci[1]);
-    $("#false-pass").replaceChildren(rate(a.false_pass_rate), el("div", { class: "ci", text: ciText(a.false_pass_ci) }));
-    $("#false-fail").replaceChildren(rate(a.false_fail_rate), el("div", { class: "ci", text: ciText(a.false_fail_ci) }));
+    const t = a.table;
+    const figure = (id, k, n, r, ci, none) => {
+      $(id).replaceChildren(r === null ? "–" : pct(r),
+        el("div", { class: "ci", text: n === 0 ? none : k + " of " + n + " · 95 % CI " + pct(ci[0]) + "–" + pct(ci[1]) }));
+    };
+    figure("#false-pass", t.passed.rejected, t.passed.approved + t.passed.rejected, a.false_pass_rate,
+      a.false_pass_ci, "no reviewed job passed its checks");
+    figure("#false-fail", t.failed.approved, t.failed.approved + t.failed.rejected, a.false_fail_rate,
+      a.false_fail_ci, "no reviewed job failed its checks");
     $("#reviewed").textContent = String(a.reviewed);
     const names = { passed: "checks passed", failed: "checks failed", not_measured: "not measured" };
     $("#agreement-table tbody").replaceChildren(...Object.entries(a.table).map(([k, v]) =>
@@ -498,6 +503,8 @@
           $("#grid-view").scrollTop = scroll;
         } else if (state.view === "job" && state.detail) {
           renderJob();
+        } else if (state.view === "agreement") {
+          await openAgreement();
         }
       }
     } catch (e) {
