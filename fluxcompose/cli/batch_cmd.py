@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
-from ..review.retry import HISTORY_DIR, apply_retry, plan_retry
 from ._candidate_options import candidate_options
 from ._common import (
     BackendChoice,
@@ -160,6 +159,7 @@ def batch(
     """
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
+    from ..review.retry import HISTORY_DIR, apply_retry, plan_retry
     from ..run import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():

@@ -18,7 +18,6 @@ from ..ab import refresh_approval
 from ..errors import InputError
 from ..images import write_bytes_atomic
 from ..review import EXPORT_COLUMNS, ReviewStore, agreement, parse_set
-from ..review.server import bind, build_app, is_loopback, make_server
 from ._common import notice, print_json
 
 __all__ = ["review_cmd"]
@@ -198,6 +197,10 @@ def review_cmd(
 
 
 def _serve(store: ReviewStore, host: str, port: int, no_browser: bool) -> int:
+    # The web stack (starlette, uvicorn: ~0.15 s) is imported only when the page is served,
+    # so that --help, --set, --export and --agreement do not pay for it.
+    from ..review.server import bind, build_app, is_loopback, make_server
+
     if not is_loopback(host):
         notice(
             f"fluxcompose: warning: listening on {host}, not on loopback: anyone who can reach"

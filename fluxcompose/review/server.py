@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import uvicorn
 from PIL import Image
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -296,8 +297,7 @@ def build_app(store: ReviewStore, token: str) -> ASGIApp:
 
 
 async def _in_thread(fn: Callable[..., Any], *args: Any) -> Any:
-    from starlette.concurrency import run_in_threadpool
-
+    """Run blocking work (SQLite, file copies) off the event loop."""
     return await run_in_threadpool(fn, *args)
 
 
