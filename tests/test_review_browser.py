@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +120,21 @@ def test_opens_on_the_first_unreviewed_job(session: Session) -> None:
     expect(page.locator("#sources figure")).to_have_count(2)
     expect(page.locator("#sent figure")).to_have_count(1)
     expect(page.locator("#checks-table tr")).to_have_count(6)
+    # Before/after, overlays and zoom.
+    page.keyboard.press("t")
+    expect(img).to_have_attribute("src", re.compile(r"^/api/target\?key=" + ORDER[1]))
+    page.wait_for_function("document.querySelector('#main-img').naturalWidth > 0", timeout=WAIT_MS)
+    page.keyboard.press("t")
+    expect(img).to_have_attribute("src", re.compile(f"^/files/{ORDER[1]}\\.png"))
+    page.keyboard.press("o")
+    expect(page.locator("#overlay")).to_be_visible()
+    # tee-nobody: the print was found, no subject (so no chest box is drawn).
+    expect(page.locator("#overlay polygon.print")).to_have_count(1)
+    expect(page.locator("#overlay rect.chest")).to_have_count(0)
+    width = page.locator("#frame").bounding_box()["width"]
+    page.keyboard.press("+")
+    expect(page.locator("#zoom-level")).to_have_text("1.5×")
+    assert page.locator("#frame").bounding_box()["width"] == pytest.approx(1.5 * width, abs=2)
 
 
 def test_keys_record_verdicts_that_survive_a_restart(session: Session) -> None:

@@ -337,8 +337,14 @@
   window.addEventListener("resize", fitImage);
   function zoom(delta) {
     singleView();
+    const stage = $("#stage");
+    // Keep the point at the centre of the view where it is.
+    const cx = (stage.scrollLeft + stage.clientWidth / 2) / Math.max(1, stage.scrollWidth);
+    const cy = (stage.scrollTop + stage.clientHeight / 2) / Math.max(1, stage.scrollHeight);
     state.zoom = delta === 0 ? 0 : Math.max(0, Math.min(ZOOMS.length - 1, state.zoom + delta));
     fitImage();
+    stage.scrollLeft = cx * stage.scrollWidth - stage.clientWidth / 2;
+    stage.scrollTop = cy * stage.scrollHeight - stage.clientHeight / 2;
   }
 
   // ---- actions -------------------------------------------------------------------------
