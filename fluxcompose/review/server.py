@@ -127,9 +127,19 @@ def _thumb_bytes(path: str, mtime_ns: int, box: tuple[int, int, int, int] | None
     return buf.getvalue()
 
 
-def _image_response(path: Path, box: tuple[int, int, int, int] | None, px: int) -> Response:
+def _cache_headers(request: Request) -> dict[str, str]:
+    """URLs the page versions (``?v=``: the job's change time) may be kept a while; others
+    are checked with the server every time."""
+    if request.query_params.get("v"):
+        return {"Cache-Control": "private, max-age=3600"}
+    return {"Cache-Control": "no-cache"}
+
+
+def _image_response(
+    request: Request, path: Path, box: tuple[int, int, int, int] | None, px: int
+) -> Response:
     data = _thumb_bytes(str(path), path.stat().st_mtime_ns, box, px)
-    return Response(data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+    return Response(data, media_type="image/jpeg", headers=_cache_headers(request))
 
 
 def build_app(store: ReviewStore, token: str) -> ASGIApp:
@@ -153,7 +163,7 @@ def build_app(store: ReviewStore, token: str) -> ASGIApp:
         path = contained(store.root, str(request.path_params["path"]))
         if path is None or not path.is_file():
             return PlainTextResponse("not found", 404)
-        return FileResponse(path, headers={"Cache-Control": "no-cache"})
+        return FileResponse(path, headers=_cache_headers(request))
 
     def jobs(request: Request) -> Response:
         current = store.current()
@@ -208,14 +218,14 @@ def build_app(store: ReviewStore, token: str) -> ASGIApp:
             return _json_error(exc, 404)
         if found is None:
             return PlainTextResponse("no target was sent with this job", 404)
-        return _image_response(found[0], found[1], 0)
+        return _image_response(request, found[0], found[1], 0)
 
     def thumb(request: Request) -> Response:
         path = contained(store.root, request.query_params.get("path", ""))
         if path is None or not path.is_file():
             return PlainTextResponse("not found", 404)
         try:
-            return _image_response(path, None, THUMB_PX)
+            return _image_response(request, path, None, THUMB_PX)
         except OSError:
             return PlainTextResponse("not an image", 404)
 

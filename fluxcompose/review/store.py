@@ -69,6 +69,7 @@ class JobEntry:
     checks_verdict: str = "not_measured"
     flagged: bool = False
     finished_at: float | None = None
+    updated: float | None = None  # changes when the output does (the page's cache key)
     candidates: int = 0
 
     def compact(self) -> dict[str, Any]:
@@ -83,6 +84,7 @@ class JobEntry:
             "checks": self.checks_verdict,
             "flagged": self.flagged,
             "finished_at": self.finished_at,
+            "updated": self.updated,
             "candidates": self.candidates,
         }
 
@@ -219,6 +221,7 @@ class ReviewStore:
             checks=dict(checks or {}),
             checks_verdict=checks_verdict(checks, None if passed is None else bool(passed)),
             finished_at=row["finished_at"],
+            updated=row["updated_at"],
             candidates=len(thumbs.get("candidates") or []),
         )
 
@@ -261,6 +264,7 @@ class ReviewStore:
                 ),
                 flagged=_flagged(side),
                 finished_at=path.stat().st_mtime,
+                updated=path.stat().st_mtime,
                 candidates=len(side.get("candidates") or []),
             )
 
@@ -375,7 +379,13 @@ class ReviewStore:
                 return e.line is not None and e.line == entry.line
 
             pairs = [
-                {"key": e.key, "arm": e.arm, "output": e.output, "checks": e.checks_verdict}
+                {
+                    "key": e.key,
+                    "arm": e.arm,
+                    "output": e.output,
+                    "checks": e.checks_verdict,
+                    "updated": e.updated,
+                }
                 for e in self.jobs()
                 if same_pair(e)
             ]

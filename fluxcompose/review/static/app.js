@@ -32,8 +32,9 @@
     return "/files/" + enc + (bust ? "?v=" + encodeURIComponent(bust) : "");
   }
   function thumbUrl(job) {
-    if (job.thumb) return fileUrl(job.thumb, state.data.version);
-    return "/api/thumb?path=" + encodeURIComponent(job.output || "") + "&v=" + encodeURIComponent(state.data.version);
+    // Cache key: the job's own change time, so a live update reloads only what changed.
+    if (job.thumb) return fileUrl(job.thumb, job.updated);
+    return "/api/thumb?path=" + encodeURIComponent(job.output || "") + "&v=" + encodeURIComponent(job.updated);
   }
   function el(tag, attrs, ...children) {
     const e = document.createElement(tag);
@@ -241,7 +242,7 @@
     renderArmsStage();
     $("#arms").replaceChildren(...arms.map((a) => el("div", { class: "arm" + (a.key === d.key ? " current" : ""),
         "data-arm": a.arm, onclick: () => openJob(a.key) },
-      el("img", { src: "/api/thumb?path=" + encodeURIComponent(a.output || ""), alt: a.arm, loading: "lazy" }),
+      el("img", { src: "/api/thumb?path=" + encodeURIComponent(a.output || "") + "&v=" + encodeURIComponent(a.updated), alt: a.arm, loading: "lazy" }),
       el("div", {}, el("b", { text: a.arm }), document.createTextNode(" "),
         el("span", { class: "badge " + a.checks, text: CHECKS_LABEL[a.checks] })))));
     // checks
@@ -276,8 +277,8 @@
     const d = state.detail;
     const img = $("#main-img");
     const src = state.showTarget
-      ? "/api/target?key=" + encodeURIComponent(d.key) + "&v=" + encodeURIComponent(state.version)
-      : fileUrl(d.output, state.version + ":" + (d.chosen || ""));
+      ? "/api/target?key=" + encodeURIComponent(d.key) + "&v=" + encodeURIComponent(d.updated)
+      : fileUrl(d.output, d.updated + ":" + (d.chosen || ""));
     if (img.getAttribute("src") !== src) img.src = src;
     img.alt = state.showTarget ? "target" : "output";
     $("#showing").textContent = state.showTarget ? "target (as sent)" : "output";
@@ -318,7 +319,7 @@
     $("#arms-stage").replaceChildren(...arms.map((a) => {
       const j = state.byKey.get(a.key) || {};
       return el("figure", { class: a.key === d.key ? "current" : "", "data-arm": a.arm, onclick: () => openJob(a.key) },
-        el("img", { src: fileUrl(a.output, state.version), alt: a.arm }),
+        el("img", { src: fileUrl(a.output, a.updated), alt: a.arm }),
         el("figcaption", { text: a.arm + " · " + CHECKS_LABEL[a.checks] + " · " + (REVIEW_LABEL[j.review] || "unreviewed") }));
     }));
   }
@@ -390,8 +391,7 @@
     try {
       const detail = await postJSON("/api/choose", { key: state.detail.key, candidate: index });
       const j = state.byKey.get(detail.key);
-      if (j) { j.review = null; j.reasons = []; j.checks = detail.checks; }
-      state.version = "chose-" + Date.now();
+      if (j) { j.review = null; j.reasons = []; j.checks = detail.checks; j.updated = detail.updated; }
       state.detail = detail;
       state.showTarget = false;
       updateCounts();
