@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .ab_report import write_ab_html
 from .batch import BatchConfig, BatchSummary, run_batch
 from .batch.plan import context_key, row_key
 from .errors import FluxComposeError, InputError
@@ -43,6 +44,8 @@ __all__ = [
     "KEY_METRICS",
     "Arm",
     "ab_summary",
+    "approval_stats",
+    "refresh_approval",
     "parse_arm",
     "parse_arms",
     "run_ab",
@@ -144,8 +147,6 @@ def run_ab(
     Returns the ab.json document (with ``"interrupted"`` when ``stop_event`` was set).
     Raises InputError (exit 2) for bad arms, options or PAIRS.
     """
-    from .ab_report import write_ab_html
-
     config.check()
     if len(arms) < 2:
         raise InputError("an A/B needs at least two arms")
@@ -263,6 +264,47 @@ def _arm_stats(arm: Arm, rows: list[JobRow | None], spent: float) -> dict[str, A
     }
 
 
+def approval_stats(journal: Journal, job_ids: Sequence[str]) -> dict[str, Any] | None:
+    """People's verdicts on an arm's jobs ``job_ids`` (section 13): approved out of reviewed,
+    the rate and its 95 % Wilson interval; None when none of them was reviewed."""
+    current = journal.current_reviews()
+    verdicts = [current[j].verdict for j in dict.fromkeys(job_ids) if j in current]
+    if not verdicts:
+        return None
+    approved = sum(1 for v in verdicts if v == "approve")
+    lo, hi = wilson_interval(approved, len(verdicts))
+    return {
+        "reviewed": len(verdicts),
+        "approved": approved,
+        "approval_rate": round(approved / len(verdicts), 6),
+        "approval_rate_ci95": [round(lo, 6), round(hi, 6)],
+    }
+
+
+def refresh_approval(outdir: str | Path) -> dict[str, Any] | None:
+    """Bring ``OUTDIR/ab.json`` and ``ab.html`` up to date with the reviews in the arms'
+    journals (the review page calls this after each verdict). None when there is no ab.json."""
+    out = Path(outdir)
+    try:
+        doc: dict[str, Any] = json.loads((out / AB_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for arm in doc.get("arms") or []:
+        name = arm.get("name")
+        path = out / str(name) / "journal.sqlite"
+        ids = [
+            str(p["arms"][name]["job_id"])
+            for p in doc.get("pairs") or []
+            if (p.get("arms") or {}).get(name, {}).get("job_id")
+        ]
+        if path.exists():
+            with Journal(path, durable=False) as journal:
+                arm["approval"] = approval_stats(journal, ids)
+    write_bytes_atomic(out / AB_JSON, (json.dumps(doc, indent=2) + "\n").encode())
+    write_ab_html(out, doc)
+    return doc
+
+
 def ab_summary(
     pairs: Pairs, arms: Sequence[Arm], outdir: Path, *, backend_name: str, config: BatchConfig
 ) -> dict[str, Any]:
@@ -275,10 +317,13 @@ def ab_summary(
             with Journal(path, durable=False) as journal:
                 rows = _rows_for(pairs, arm_config(config, arm), journal, backend_name)
                 spent = journal.spent_usd()
+                approval = approval_stats(
+                    journal, [r.job_id for r in rows if r is not None and r.state == JobState.DONE]
+                )
         else:
-            rows, spent = [None] * len(pairs.rows), 0.0
+            rows, spent, approval = [None] * len(pairs.rows), 0.0, None
         per_arm[arm.name] = rows
-        stats.append(_arm_stats(arm, rows, spent))
+        stats.append({**_arm_stats(arm, rows, spent), "approval": approval})
     comparisons = []
     for i, a in enumerate(arms):
         for b in arms[i + 1 :]:

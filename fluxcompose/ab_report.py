@@ -67,11 +67,14 @@ def _pf(passed: Any) -> str:
 
 def _arms_table(doc: Mapping[str, Any]) -> str:
     metric_names = list((doc["arms"][0]["metrics"] if doc["arms"] else {}).keys())
+    reviewed = any(a.get("approval") for a in doc["arms"])
     head = (
         "<tr><th>arm</th><th>model</th><th>references</th><th>jobs</th><th>done</th>"
         "<th>pass rate</th><th>95 % Wilson</th>"
         + "".join(f"<th>mean {_e(m.replace('_', ' '))}</th>" for m in metric_names)
-        + "<th>cost</th><th>cost per passing output</th><th>median generation</th></tr>"
+        + "<th>cost</th><th>cost per passing output</th><th>median generation</th>"
+        + ("<th>approved by people</th><th>95 % Wilson</th>" if reviewed else "")
+        + "</tr>"
     )
     rows = []
     for a in doc["arms"]:
@@ -88,9 +91,23 @@ def _arms_table(doc: Mapping[str, Any]) -> str:
             + "".join(f'<td class="num">{_num(a["metrics"][m]["mean"])}</td>' for m in metric_names)
             + f'<td class="num">{_num(a["cost_usd"], "${:.3f}")}</td>'
             f'<td class="num">{_num(a["cost_per_passing_usd"], "${:.3f}")}</td>'
-            f'<td class="num">{_num(a["median_generate_s"], "{:.2f} s")}</td></tr>'
+            f'<td class="num">{_num(a["median_generate_s"], "{:.2f} s")}</td>'
+            + (_approval_cells(a.get("approval")) if reviewed else "")
+            + "</tr>"
         )
     return f'<table id="arms"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+
+
+def _approval_cells(approval: Mapping[str, Any] | None) -> str:
+    """People's approval rate of one arm and its Wilson interval (section 13), or dashes."""
+    if not approval:
+        return '<td class="num approval"><span class="muted">not reviewed</span></td><td></td>'
+    lo, hi = approval["approval_rate_ci95"]
+    return (
+        f'<td class="num approval">{approval["approved"]}/{approval["reviewed"]}'
+        f" ({approval['approval_rate'] * 100:.0f} %)</td>"
+        f'<td class="num">{lo * 100:.0f}–{hi * 100:.0f} %</td>'
+    )
 
 
 def _comparisons_table(doc: Mapping[str, Any]) -> str:

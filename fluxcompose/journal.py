@@ -42,6 +42,9 @@ __all__ = [
     "JobRow",
     "JobState",
     "CandidateRow",
+    "REVIEW_EVENTS",
+    "REVIEW_VERDICTS",
+    "ReviewRow",
     "migrate",
 ]
 
@@ -135,6 +138,34 @@ def m002_candidates(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+@_migration
+def m003_reviews(db: sqlite3.Connection) -> None:
+    """Review (DESIGN.md section 13): one row per thing a person did to a job, never updated.
+
+    ``verdict`` is ``approve`` or ``reject`` (a person's judgement), ``choose`` (a person made
+    candidate ``candidate`` the job's output) or ``retry`` (``batch --retry-rejected`` replaced
+    the output; the earlier one was kept at ``output_path``). A job's current verdict is its
+    latest row when that row is an approve or a reject: a later choose or retry means the
+    output shown now has not been judged. ``reasons`` is a ``;``-joined list of wire names.
+    """
+    db.execute(
+        """
+        CREATE TABLE reviews (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            job_id      TEXT NOT NULL,
+            candidate   INTEGER,
+            verdict     TEXT NOT NULL CHECK (verdict IN ('approve','reject','choose','retry')),
+            reasons     TEXT NOT NULL DEFAULT '',
+            note        TEXT,
+            reviewer    TEXT,
+            reviewed_at REAL NOT NULL,
+            output_path TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX reviews_job ON reviews (job_id, id)")
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -241,6 +272,37 @@ class CandidateRow:
 
 
 _CANDIDATE_FIELDS = frozenset(f.name for f in fields(CandidateRow))
+
+
+REVIEW_VERDICTS: tuple[str, ...] = ("approve", "reject")
+"""A person's judgements of an output."""
+REVIEW_EVENTS: tuple[str, ...] = (*REVIEW_VERDICTS, "choose", "retry")
+"""Every kind of row in the ``reviews`` table (see :func:`m003_reviews`)."""
+
+
+@dataclass(frozen=True)
+class ReviewRow:
+    """One row of the review history: ``verdict`` in :data:`REVIEW_EVENTS`; ``candidate`` is
+    1-based (None: the job's output as it was); ``reviewed_at`` in Unix seconds."""
+
+    id: int
+    job_id: str
+    candidate: int | None
+    verdict: str
+    reasons: tuple[str, ...]
+    note: str | None
+    reviewer: str | None
+    reviewed_at: float
+    output_path: str | None
+
+    @classmethod
+    def from_sql(cls, row: sqlite3.Row) -> ReviewRow:
+        data = {k: v for k, v in dict(row).items() if k in _REVIEW_FIELDS}
+        data["reasons"] = tuple(r for r in (data["reasons"] or "").split(";") if r)
+        return cls(**data)
+
+
+_REVIEW_FIELDS = frozenset(f.name for f in fields(ReviewRow))
 
 
 def _dumps(value: Any) -> str | None:
@@ -624,3 +686,135 @@ class Journal:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    # -- reviews (DESIGN.md section 13) -----------------------------------------
+
+    def add_review(
+        self,
+        job_id: str,
+        verdict: str,
+        *,
+        reasons: Sequence[str] = (),
+        note: str | None = None,
+        reviewer: str | None = None,
+        candidate: int | None = None,
+        output_path: str | Path | None = None,
+    ) -> ReviewRow:
+        """Append one row to the review history, committed before returning; return it.
+
+        ``verdict`` must be one of :data:`REVIEW_EVENTS` (ValueError otherwise); reasons are
+        wire names, stored ``;``-joined. Nothing is ever updated or deleted: the history stays.
+        """
+        if verdict not in REVIEW_EVENTS:
+            raise ValueError(f"unknown review verdict {verdict!r}")
+        now = time.time()
+        with self._lock:
+            cur = self._db.execute(
+                "INSERT INTO reviews (job_id, candidate, verdict, reasons, note, reviewer,"
+                " reviewed_at, output_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    job_id,
+                    candidate,
+                    verdict,
+                    ";".join(reasons),
+                    note,
+                    reviewer,
+                    now,
+                    None if output_path is None else str(output_path),
+                ),
+            )
+            row = self._db.execute(
+                "SELECT * FROM reviews WHERE id = ?", (cur.lastrowid,)
+            ).fetchone()
+        return ReviewRow.from_sql(row)
+
+    def review_history(self, job_id: str | None = None) -> list[ReviewRow]:
+        """Every review row, oldest first (only ``job_id``'s when given)."""
+        with self._lock:
+            if job_id is None:
+                rows = self._db.execute("SELECT * FROM reviews ORDER BY id").fetchall()
+            else:
+                rows = self._db.execute(
+                    "SELECT * FROM reviews WHERE job_id = ? ORDER BY id", (job_id,)
+                ).fetchall()
+        return [ReviewRow.from_sql(r) for r in rows]
+
+    def current_reviews(self) -> dict[str, ReviewRow]:
+        """Each job's current verdict: its latest row, kept when that is an approve or reject.
+
+        A job whose latest row is a ``choose`` or ``retry`` (its output changed since it was
+        judged) is left out, as is a job never reviewed.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM reviews WHERE id IN (SELECT MAX(id) FROM reviews GROUP BY job_id)"
+            ).fetchall()
+        out = {}
+        for r in rows:
+            review = ReviewRow.from_sql(r)
+            if review.verdict in REVIEW_VERDICTS:
+                out[review.job_id] = review
+        return out
+
+    def set_output(
+        self,
+        job_id: str,
+        *,
+        output_path: str | Path,
+        metrics: dict[str, Any] | None,
+        checks_passed: bool | None,
+    ) -> None:
+        """Say the job's output is now ``output_path`` with these metrics (a candidate chosen by
+        a person), in one commit; the state, cost and attempts are unchanged."""
+        self._update(
+            job_id,
+            output_path=str(output_path),
+            metrics=metrics,
+            checks_passed=None if checks_passed is None else int(bool(checks_passed)),
+        )
+
+    def change_marker(self) -> str:
+        """A short string that changes when a job is added or updated or a review recorded."""
+        with self._lock:
+            n, last = self._db.execute("SELECT COUNT(*), MAX(updated_at) FROM jobs").fetchone()
+            (rid,) = self._db.execute("SELECT MAX(id) FROM reviews").fetchone()
+        return f"{n}:{last}:{rid}"
+
+    def reset_for_retry(self, job_id: str, *, archived: str | Path | None) -> None:
+        """A rejected job is to run again (``batch --retry-rejected``), in one transaction:
+        back to pending without its task id or candidates (their cost stays in the job's
+        ``cost_usd``, so the budget keeps counting it), and a ``retry`` row in the review
+        history pointing at the earlier output's copy ``archived``."""
+        now = time.time()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "UPDATE jobs SET state = ?, task_id = NULL, error = NULL, error_kind = NULL,"
+                    " updated_at = ? WHERE job_id = ?",
+                    (JobState.PENDING.value, now, job_id),
+                )
+                if cur.rowcount != 1:
+                    raise KeyError(job_id)
+                self._db.execute("DELETE FROM candidates WHERE job_id = ?", (job_id,))
+                self._db.execute(
+                    "INSERT INTO reviews (job_id, verdict, reviewed_at, output_path)"
+                    " VALUES (?, 'retry', ?, ?)",
+                    (job_id, now, None if archived is None else str(archived)),
+                )
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def done_jobs_brief(self) -> list[dict[str, Any]]:
+        """The done jobs for a listing (the review grid), by line: job_id, line, output_path,
+        sidecar_path, checks_passed, finished_at, updated_at, and as JSON text ``checks``
+        (the metrics' checks), ``thumbs``. Cheaper than :meth:`jobs` for thousands of jobs."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT job_id, line, output_path, sidecar_path, checks_passed, finished_at,"
+                " updated_at, json_extract(metrics, '$.checks') AS checks, thumbs FROM jobs"
+                " WHERE state = 'done' AND output_path IS NOT NULL ORDER BY line, created_at"
+            ).fetchall()
+        return [dict(r) for r in rows]

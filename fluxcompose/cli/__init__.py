@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from ..errors import FluxComposeError
-from . import ab_cmd, batch_cmd, compare_cmd, cost_cmd, recipes_cmd, run_cmds
+from . import ab_cmd, batch_cmd, compare_cmd, cost_cmd, recipes_cmd, review_cmd, run_cmds
 from .compose_cmds import compose_cmd, size_cmd
 from .locate_cmd import locate_cmd
 
@@ -108,6 +108,7 @@ for _command in (
     compare_cmd.compare,
     recipes_cmd.recipes,
     cost_cmd.cost_cmd,
+    review_cmd.review_cmd,
 ):
     cli.add_command(_command)
 

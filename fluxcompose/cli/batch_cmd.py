@@ -117,6 +117,12 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 @prompt_options
 @compose_options
 @candidate_options
+@click.option(
+    "--retry-rejected",
+    is_flag=True,
+    help="Run the jobs people rejected (fluxcompose review) again with new seeds; pays"
+    " again, within --budget. Earlier outputs and verdicts stay in the history.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
@@ -129,6 +135,7 @@ def batch(
     compose: ComposeOptions,
     candidates: int,
     stop_on_pass: bool,
+    retry_rejected: bool,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
@@ -148,9 +155,11 @@ def batch(
       fluxcompose batch pairs.csv --recipe pattern-transfer -o out/
       fluxcompose batch pairs.txt -r side-by-side -o out/ --concurrency 16 --budget 5
       fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
+      fluxcompose batch pairs.csv -r pattern-transfer -o out/ --retry-rejected --budget 2
     """
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
+    from ..review.retry import HISTORY_DIR, apply_retry, plan_retry
     from ..run import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():
@@ -165,12 +174,29 @@ def batch(
         recipe=config.recipe, prompt=job.prompt or "x", request=request, compose=compose
     )
     n_sources = len(config.recipe.sources) if config.recipe is not None else 2
-    announce(
-        backend_obj,
-        chosen_model,
-        len(parsed) * candidates,
-        typical_price(typical, backend_obj.name, n_sources),
-    )
+    price = typical_price(typical, backend_obj.name, n_sources)
+    if retry_rejected:
+        retry = plan_retry(outdir, parsed)
+        n_retry = len(retry.job_ids) + len(retry.unfinished)
+        if not n_retry:
+            notice("fluxcompose: no rejected job in this PAIRS file to retry")
+            return 0
+        calls = n_retry * candidates
+        notice(
+            f"fluxcompose: retrying {n_retry} rejected job(s) with new seeds:"
+            f" {calls} call(s), about ${calls * price:.3f} more"
+            + (
+                f" (budget ${config.budget_usd:.3f} in total)"
+                if config.budget_usd is not None
+                else ""
+            )
+            + f"; earlier outputs are kept in {outdir / HISTORY_DIR}"
+        )
+        apply_retry(outdir, retry)
+        parsed = retry.pairs
+        announce(backend_obj, chosen_model, calls, price)
+    else:
+        announce(backend_obj, chosen_model, len(parsed) * candidates, price)
     stop = threading.Event()
     with _stop_on_signals(stop):
         summary = run_batch(
