@@ -239,9 +239,7 @@ def fit_body(rgb: Array, pose: Pose) -> BodyFit:
         return BodyFit(None, "the torso is out of frame below the shoulders")
     chest = norm_box((cx - half, top, cx + half, bottom), w, h)
     face = _face_box(pose, w, h)
-    return BodyFit(
-        Subject(True, "pose", confidence, chest, mask_box(mask), face, mask), None
-    )
+    return BodyFit(Subject(True, "pose", confidence, chest, mask_box(mask), face, mask), None)
 
 
 def _face_box(pose: Pose, w: int, h: int) -> Box | None:

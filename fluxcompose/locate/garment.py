@@ -325,14 +325,18 @@ def by_garment(rgb: Array) -> Subject:
     db = np.min(np.stack([np.linalg.norm(border - c[None, :], axis=1) for c in centres]), axis=0)
     spread = float(np.percentile(db, 80))
     if spread > 20.0 or np.linalg.norm(centres[0] - centres[1]) > 40.0:
-        return not_found("no person found, and the background is too busy to find a garment without one")
+        return not_found(
+            "no person found, and the background is too busy to find a garment without one"
+        )
     thr = max(18.0, 2.5 * spread)
     fg = d > thr
     skin = skin_generic(ycc)
     garment = clean(fg & ~skin, None, open_px=1)
     area = float(garment.mean())
     if area < 0.12:
-        return not_found("no person or garment found (nothing large stands out from the background)")
+        return not_found(
+            "no person or garment found (nothing large stands out from the background)"
+        )
     ys, xs = np.nonzero(garment)
     gx0, gx1, gy0, gy1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     # Trousers or a skirt below the shirt stand out from the background too: cut at the hem.
@@ -344,7 +348,9 @@ def by_garment(rgb: Array) -> Subject:
     ys, xs = np.nonzero(garment)
     gx0, gx1, gy0, gy1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
     if gy0 < 0.03 * h:
-        return not_found("no person found, and the only large region reaches the top edge: not a garment")
+        return not_found(
+            "no person found, and the only large region reaches the top edge: not a garment"
+        )
     # Skin next to the garment: a neck above its top, or arms at its sides.
     neck = skin[
         max(0, gy0 - h // 8) : gy0 + h // 20, gx0 + (gx1 - gx0) // 4 : gx1 - (gx1 - gx0) // 4
@@ -379,7 +385,9 @@ def by_garment(rgb: Array) -> Subject:
     # A torso is solid down its middle (a pair of trouser legs is not) ...
     mid = garment[int(top) : int(bottom), max(0, cxm - 1) : cxm + 2].any(axis=1)
     if mid.mean() < 0.85:
-        return not_found("no person found, and the region is not solid down its middle: not a torso")
+        return not_found(
+            "no person found, and the region is not solid down its middle: not a torso"
+        )
     # ... and the skin above it is a neck, narrower than the shoulders (not a skin-coloured
     # shirt above trousers, nor a bare torso).
     above = skin[max(0, gy0 - h // 10) : gy0 + 1]
