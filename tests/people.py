@@ -11,7 +11,8 @@ Harder framings (:func:`case`):
 - ``half``: cut just below the labelled waist;
 - ``small``: the photo at 0.4 of its size in the middle of a canvas of its corners' colour;
 - ``offcentre``: at 0.6 of its size, against the canvas's left and bottom edges;
-- ``busy``: its plain studio background replaced by starry_night.jpg.
+- ``busy``: its plain studio background replaced by starry_night.jpg (the person cut out
+  with the pose model's own person mask: the label does not depend on it).
 
 And :func:`recoloured`: the photo with its top recoloured (pink, beige, red) inside a mask,
 for garments in skin-like colours.
@@ -107,22 +108,28 @@ def place(img: Arr, box: Box, scale: float, fx: float, fy: float) -> tuple[Arr, 
 
 
 def background(img: Arr) -> npt.NDArray[np.bool_]:
-    """The plain studio background: near the corners' colour (or the row's border colour:
-    studio backdrops are gradients) and connected to the image's border."""
+    """The plain studio background, roughly: close to the corners' colour (Lab distance
+    under 8) and connected to the image's border. A white top on a pale backdrop can leak
+    into it: use it only inside a chest box, where it is a thin margin."""
     lab = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2LAB).astype(np.float32)
     ref = cv2.cvtColor(corner_colour(img).reshape(1, 1, 3), cv2.COLOR_RGB2LAB).astype(np.float32)
-    near = np.linalg.norm(lab - ref, axis=2) < 14
-    left = lab[:, :8].mean(axis=1, keepdims=True)
-    right = lab[:, -8:].mean(axis=1, keepdims=True)
-    near |= (np.linalg.norm(lab - left, axis=2) < 9) | (np.linalg.norm(lab - right, axis=2) < 9)
+    near = np.linalg.norm(lab - ref, axis=2) < 8
     _, comp = cv2.connectedComponents(near.astype(np.uint8), connectivity=4)
     border = set(np.unique(np.concatenate([comp[0], comp[-1], comp[:, 0], comp[:, -1]]).tolist()))
     border.discard(0)
-    bg = np.isin(comp, sorted(border)) & near
-    out: npt.NDArray[np.bool_] = (
-        cv2.morphologyEx(bg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)) > 0
-    )
+    out: npt.NDArray[np.bool_] = np.isin(comp, sorted(border)) & near
     return out
+
+
+@cache
+def person_mask(name: str) -> npt.NDArray[np.float32]:
+    """The person on photo ``name``, 0..1: the pose model's own segmentation, used only to
+    cut the person out for the ``busy`` case (whose label, the chest box, it cannot move)."""
+    from fluxcompose.locate.pose import detect
+
+    pose = detect(np.ascontiguousarray(photo(name)))
+    assert pose is not None, name
+    return pose.mask
 
 
 @cache
@@ -131,10 +138,12 @@ def _starry() -> Arr:
     return arr
 
 
-def busy(img: Arr) -> Arr:
-    """``img`` with its plain background replaced by starry_night.jpg (scaled to cover)."""
+def busy(name: str) -> Arr:
+    """Photo ``name`` with its background (off :func:`person_mask`) replaced by
+    starry_night.jpg (scaled to cover)."""
+    img = photo(name)
     h, w = img.shape[:2]
-    soft = cv2.GaussianBlur(background(img).astype(np.float32), (0, 0), 1.5)[..., None]
+    soft = cv2.GaussianBlur(1.0 - person_mask(name), (0, 0), 1.0)[..., None]
     starry = _starry()
     sh, sw = starry.shape[:2]
     s = max(w / sw, h / sh)
@@ -159,26 +168,30 @@ def case(name: str, kind: str) -> tuple[Arr, Box]:
     if kind == "offcentre":
         return place(img, box, 0.6, 0.0, 1.0)
     if kind == "busy":
-        return busy(img), box
+        return busy(name), box
     raise ValueError(f"unknown kind {kind!r}")
 
 
 def recoloured(name: str, box: Box, colour: tuple[int, int, int]) -> tuple[Arr, Arr]:
-    """The photo with the fabric inside ``box`` (normalised; not skin, not background)
-    recoloured to ``colour`` (RGB), keeping its shading; and the recoloured mask.
+    """The photo with its top (inside ``box``, normalised) recoloured to ``colour`` (RGB),
+    keeping its shading; and the recoloured mask.
 
-    The fabric is what is neither background nor skin-like (YCrCb) inside the box, the
-    largest piece: so the top becomes pink or beige and the skin beside it stays."""
+    The top is what inside the box has the colour of the box's middle (Lab, lightness
+    weighted 0.3: shading moves lightness, not chroma; within 22), the largest piece: the
+    white or yellow fabric, not the skin or the backdrop beside it."""
     img = photo(name)
     h, w = img.shape[:2]
     x0, y0, x1, y1 = round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)
-    ycc = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2YCrCb)
-    cr, cb = ycc[..., 1].astype(int), ycc[..., 2].astype(int)
-    skin = (cr >= 135) & (cr <= 180) & (cb >= 80) & (cb <= 130)
+    lab = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2LAB).astype(np.float32)
+    mx, my = (x1 - x0) // 5, (y1 - y0) // 5
+    ref = np.median(lab[y0 + 2 * my : y1 - 2 * my, x0 + 2 * mx : x1 - 2 * mx].reshape(-1, 3), 0)
+    d = lab - ref
+    near = np.sqrt((0.3 * d[..., 0]) ** 2 + d[..., 1] ** 2 + d[..., 2] ** 2) < 22
     inside = np.zeros((h, w), bool)
     inside[y0:y1, x0:x1] = True
-    fabric = inside & ~skin & ~background(img)
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(fabric.astype(np.uint8), connectivity=8)
+    fabric = (inside & near & ~background(img)).astype(np.uint8)
+    fabric = cv2.morphologyEx(fabric, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(fabric, connectivity=8)
     keep = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])) if n > 1 else 0
     mask = comp == keep
     lum = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY).astype(np.float32)
