@@ -74,6 +74,10 @@ IN_MASK = (0.7, 1.0, 1.0)
 """Share of the shoulder-hip quadrilateral (in the frame) on the person mask."""
 MIN_SHOULDER = 0.04
 """The smallest plausible S, as a share of the image's long side."""
+OPEN_PX = 2
+"""Radius (working pixels) of the opening that drops specks of skin left in the mask."""
+SKIN_GAP = 7
+"""Gaps (working pixels) in the skin mask that are closed before it is taken away."""
 MIN_HEIGHT = 0.35
 """The smallest chest box left in the frame, in S (a head-and-shoulders crop has none)."""
 
@@ -315,7 +319,7 @@ def _garment(
     )
     core &= pm
     garment_lab = np.median(lab[core], axis=0) if core.sum() >= 8 else TYPICAL_SKIN_LAB
-    skin = skin_not_garment(lab, skin_model.test(roi), skin_lab, garment_lab)
+    skin = _closed(skin_not_garment(lab, skin_model.test(roi), skin_lab, garment_lab))
     fg = pm & ~skin & inside
     # The hem: where the colours down the torso's middle stop being the core's.
     c = sm + 0.375 * T * axis - off
@@ -328,9 +332,19 @@ def _garment(
     fg[max(0, round(cut - y0)) :] = False
     seed_y, seed_x = round(c[1]), round(c[0])
     in_roi = 0 <= seed_y < fg.shape[0] and 0 <= seed_x < fg.shape[1]
-    fg = clean(fg, (seed_y, seed_x) if in_roi and fg[seed_y, seed_x] else None, open_px=1)
+    fg = clean(fg, (seed_y, seed_x) if in_roi and fg[seed_y, seed_x] else None, open_px=OPEN_PX)
     full[y0:y1, x0:x1] = fg
     return bottom, _at_mask_side(full), garment_lab
+
+
+def _closed(skin: Mask) -> Mask:
+    """``skin`` with gaps of up to SKIN_GAP pixels closed: a shadow in a cleavage or a
+    crease of the neck fails the skin test, yet sits in skin."""
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (SKIN_GAP, SKIN_GAP))
+    out: Mask = cv2.morphologyEx(skin.astype(np.uint8), cv2.MORPH_CLOSE, k) > 0
+    return out
 
 
 def _at_mask_side(mask: Mask) -> Mask:

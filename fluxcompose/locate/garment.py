@@ -98,6 +98,10 @@ def chroma(rgb: Array) -> tuple[Array, Array, Array]:
     return f[..., 0] / s, f[..., 1] / s, s
 
 
+SKIN_SATURATION = 0.45
+"""Share of the skin's own distance from grey (in chromaticity) a pixel needs to be skin."""
+
+
 @dataclass(frozen=True)
 class SkinModel:
     """A skin colour model: mean and spread of the chromaticity (r, g), which shading does
@@ -108,12 +112,21 @@ class SkinModel:
     sr: float
     sg: float
 
-    def test(self, rgb: Array) -> Mask:
-        """True where ``rgb`` (H x W x 3 uint8) is this skin."""
+    def test(self, rgb: Array, saturation: float | None = None) -> Mask:
+        """True where ``rgb`` (H x W x 3 uint8) is this skin: within 3 spreads of its
+        chromaticity, and at least ``saturation`` (default SKIN_SATURATION) as far from grey
+        along the skin's own direction (pale skin's chroma is near white's: a white shirt
+        is not pale skin)."""
         r, g, s = chroma(rgb)
         dr = (r - self.r) / self.sr
         dg = (g - self.g) / self.sg
-        out: Mask = (dr * dr + dg * dg <= 9.0) & (s >= 45.0)
+        ur, ug = self.r - 1 / 3, self.g - 1 / 3
+        sat = ((r - 1 / 3) * ur + (g - 1 / 3) * ug) / max(ur * ur + ug * ug, 1e-6)
+        out: Mask = (
+            (dr * dr + dg * dg <= 9.0)
+            & (s >= 45.0)
+            & (sat >= (SKIN_SATURATION if saturation is None else saturation))
+        )
         return out
 
 
