@@ -214,29 +214,44 @@ def _centre_covered(mask: np.ndarray, box: Box) -> float:
     ("name", "colour", "off_top"),
     [
         ("model_1", (240, 170, 180), 0.15),  # a pink tank top
-        # A beige one, on pale skin: the skin above its neckline is as near the garment's
-        # colour as the face's, and part of it stays in the mask.
+        # A beige one, on pale skin: some skin above its neckline stays in the mask.
         ("model_3", (225, 195, 160), 0.3),
         ("model_4", (200, 30, 40), 0.15),  # a red crop top
+        ("model_7", (205, 160, 130), 0.2),  # a tan tank, on the wearer's own skin tone
     ],
-    ids=["pink", "beige", "red-crop-top"],
+    ids=["pink", "beige", "red-crop-top", "tan"],
 )
-def test_given_box_on_skin_like_garments_keeps_the_centre(
+def test_skin_like_garments_are_not_eaten(
     name: str, colour: tuple[int, int, int], off_top: float
 ) -> None:
-    """A centred print lands on the garment: skin removal does not eat a pink, beige or red
-    top, with the pose model's person mask and without it (GrabCut)."""
+    """A centred print lands on the garment: skin removal does not eat a pink, beige, tan or
+    red top, found by the pose or with the chest given by hand."""
     box = people.labels()[name]
     img, recoloured = people.recoloured(name, box, colour)
     h, w = img.shape[:2]
-    for s in (locate(img, subject_box=box), by_given_box(img, box)):
-        assert s.found and s.method == "given" and s.chest_box == box
+    for s in (locate(img, subject_box=box), locate(img)):
+        assert s.found and s.method in ("given", "pose")
+        assert s.chest_box is not None and iou(s.chest_box, box) >= 0.6
         mask = s.garment_mask((w, h))
         assert mask is not None
-        assert _centre_covered(mask, box) >= 0.9
-        assert (mask & recoloured).sum() >= 0.7 * recoloured.sum()
+        assert _centre_covered(mask, box) >= 0.9, s.method
+        assert (mask & recoloured).sum() >= 0.8 * recoloured.sum(), s.method
         # And the skin beside it stays off: little of the mask is off the recoloured top.
-        assert (mask & ~recoloured).sum() <= off_top * mask.sum()
+        assert (mask & ~recoloured).sum() <= off_top * mask.sum(), s.method
+
+
+@pytest.mark.parametrize("name", ["model_1", "model_4"])
+def test_given_box_without_a_person_mask_keeps_a_skin_like_top(name: str) -> None:
+    """The GrabCut fallback (no pose in the box) on a pink and a red top."""
+    box = people.labels()[name]
+    img, recoloured = people.recoloured(
+        name, box, (240, 170, 180) if name == "model_1" else (200, 30, 40)
+    )
+    s = by_given_box(img, box)
+    mask = s.garment_mask((img.shape[1], img.shape[0]))
+    assert mask is not None
+    assert _centre_covered(mask, box) >= 0.9
+    assert (mask & recoloured).sum() >= 0.8 * recoloured.sum()
 
 
 def test_given_box_on_the_white_tee() -> None:

@@ -36,7 +36,9 @@ from .garment import (
     SkinModel,
     chroma,
     clean,
+    colour_distance,
     cut_at_hem,
+    exposed_skin,
     lab_of,
     mask_box,
     norm_box,
@@ -78,6 +80,9 @@ OPEN_PX = 2
 """Radius (working pixels) of the opening that drops specks of skin left in the mask."""
 SKIN_GAP = 7
 """Gaps (working pixels) in the skin mask that are closed before it is taken away."""
+SKIN_LIKE = 18.0
+"""A garment whose colour is within this distance of the skin's (colour_distance) is
+skin-like: then only skin connected to exposed skin (neck, arms) is taken away."""
 MIN_HEIGHT = 0.35
 """The smallest chest box left in the frame, in S (a head-and-shoulders crop has none)."""
 
@@ -320,6 +325,10 @@ def _garment(
     core &= pm
     garment_lab = np.median(lab[core], axis=0) if core.sum() >= 8 else TYPICAL_SKIN_LAB
     skin = _closed(skin_not_garment(lab, skin_model.test(roi), skin_lab, garment_lab))
+    if float(colour_distance(garment_lab, skin_lab)) < SKIN_LIKE:
+        band = np.zeros_like(inside)
+        band[: max(1, round(sm[1] - y0)), :] = True  # above the shoulder landmarks: neck
+        skin = exposed_skin(skin, roi, ~inside | band)
     fg = pm & ~skin & inside
     # The hem: where the colours down the torso's middle stop being the core's.
     c = sm + 0.375 * T * axis - off
@@ -380,7 +389,12 @@ def person_mask_in_box(pose: Pose, box: Box, rgb: Array) -> Mask | None:
     core = inside[ch // 4 : ch - ch // 4, cw // 4 : cw - cw // 4]
     core_lab = lab[ch // 4 : ch - ch // 4, cw // 4 : cw - cw // 4][core]
     garment_lab = np.median(core_lab, axis=0) if len(core_lab) >= 8 else TYPICAL_SKIN_LAB
-    skin = skin_not_garment(lab, skin_model.test(roi), skin_lab, garment_lab)
+    skin = _closed(skin_not_garment(lab, skin_model.test(roi), skin_lab, garment_lab))
+    if float(colour_distance(garment_lab, skin_lab)) < SKIN_LIKE:
+        ring = np.ones((ch, cw), bool)  # the box's edge: neck above, arms beside
+        e = max(1, min(ch, cw) // 30)
+        ring[e : ch - e, e : cw - e] = False
+        skin = exposed_skin(skin, roi, ring)
     full: Mask = np.zeros((h, w), bool)
     full[y0:y1, x0:x1] = inside & ~skin
     return _at_mask_side(full)

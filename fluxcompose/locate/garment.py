@@ -32,6 +32,7 @@ __all__ = [
     "chroma",
     "clean",
     "cut_at_hem",
+    "exposed_skin",
     "colour_distance",
     "grabcut",
     "lab_of",
@@ -449,6 +450,29 @@ def skin_not_garment(lab: Array, skin: Mask, skin_lab: Array, garment_lab: Array
     colour ``skin_lab`` than the garment's own colour ``garment_lab`` (both OpenCV Lab): a
     pink, beige or tan shirt passes a skin test but stays garment."""
     out: Mask = skin & (colour_distance(lab, skin_lab) < colour_distance(lab, garment_lab))
+    return out
+
+
+def exposed_skin(skin: Mask, rgb: Array, seeds: Mask) -> Mask:
+    """The parts of ``skin`` connected to ``seeds`` (where skin is surely exposed: the neck,
+    the arms) without crossing an edge of ``rgb`` (Canny, on a lightly blurred grey copy):
+    a top in the wearer's own skin tone is cut off from the arms by its seams and armholes,
+    so it is not taken away with them."""
+    import cv2
+
+    grey = cv2.GaussianBlur(
+        cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY), (0, 0), 1.0
+    )
+    edges = cv2.dilate(cv2.Canny(grey, 40, 100), np.ones((3, 3), np.uint8)) > 0
+    parts = skin & ~edges
+    n, comp = cv2.connectedComponents(parts.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(skin)
+    keep = np.zeros(n, bool)
+    keep[np.unique(comp[parts & seeds])] = True
+    keep[0] = False
+    grown = cv2.dilate(keep[comp].astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    out: Mask = grown & skin
     return out
 
 
