@@ -13,6 +13,12 @@ the shoulders' outline on the person mask (labels: 0.01..0.05 T above the mask's
 the torso change (a crop top ends at 0.6 T, a long tank at 0.9 T), else the natural waist
 (labels: 0.77..0.84 T), else the image's edge.
 
+The garment mask is the person mask, minus the person's skin (a chromaticity model learnt
+on their face and bare arms, for pixels nearer that skin's colour than the garment's own,
+read in the torso's core), inside the torso, cut at the hem. When the garment itself is
+skin-coloured (pink, beige, tan), only skin connected to exposed skin (neck, arms) without
+crossing an edge is taken away.
+
 Believing it: shoulder width against torso length and against hip width, the torso's tilt,
 the shoulders inside the frame and the torso inside the person mask. ``confidence`` is how
 far inside those ranges the pose lies (0.5 at an edge, 1.0 at the typical value); outside
@@ -241,7 +247,7 @@ def fit_body(rgb: Array, pose: Pose) -> BodyFit:
     cx = float((sm[0] + hm[0]) / 2)
     half = CHEST_WIDTH * S / 2
     skin_model, skin_lab = _skin_of(rgb, pose, S)
-    bottom, mask, garment_lab = _garment(rgb, pose, person, skin_model, skin_lab, sm, T, S, top)
+    bottom, mask = _garment(rgb, pose, person, skin_model, skin_lab, sm, T, S, top)
     top = max(0.0, top)
     bottom = min(float(h), bottom)
     if bottom - top < MIN_HEIGHT * S:
@@ -276,11 +282,11 @@ def _garment(
     T: float,
     S: float,
     top: float,
-) -> tuple[float, Mask, Array]:
+) -> tuple[float, Mask]:
     """The chest box's bottom (y, pixels) and the garment mask on the whole working image:
     the person mask, minus skin nearer the person's skin than the garment's own colour
-    (read in the torso's core), inside the torso polygon, cut at the hem. Also the
-    garment's Lab colour."""
+    (read in the torso's core; on a skin-like garment, only skin connected to exposed
+    skin), inside the torso polygon, cut at the hem."""
     h, w = rgb.shape[:2]
     hm = (pose.xy(23) + pose.xy(24)) / 2
     axis = (hm - sm) / T
@@ -303,7 +309,7 @@ def _garment(
     full: Mask = np.zeros((h, w), bool)
     waist = float(sm[1] + WAIST * T)
     if x1 - x0 < 4 or y1 - y0 < 4:
-        return waist, full, TYPICAL_SKIN_LAB
+        return waist, full
     roi = np.ascontiguousarray(rgb[y0:y1, x0:x1])
     off = np.array([x0, y0], float)
     inside = _poly_mask(roi.shape[:2], poly - off)
@@ -343,7 +349,7 @@ def _garment(
     in_roi = 0 <= seed_y < fg.shape[0] and 0 <= seed_x < fg.shape[1]
     fg = clean(fg, (seed_y, seed_x) if in_roi and fg[seed_y, seed_x] else None, open_px=OPEN_PX)
     full[y0:y1, x0:x1] = fg
-    return bottom, _at_mask_side(full), garment_lab
+    return bottom, _at_mask_side(full)
 
 
 def _closed(skin: Mask) -> Mask:
