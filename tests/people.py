@@ -202,6 +202,33 @@ def recoloured(name: str, box: Box, colour: tuple[int, int, int]) -> tuple[Arr, 
     return out, mask
 
 
+def garment_alone(name: str, background: int = 245) -> tuple[Arr, Box]:
+    """The top of photo ``name`` alone, as a product shot: its fabric (:func:`recoloured`'s
+    mask: the colour of the chest's middle) on a plain grey ``background`` (0..255), cropped
+    to it with margins of 0.2 of its width and 0.15 of its height; and the chest label
+    moved with the crop."""
+    box = labels()[name]
+    _, fabric = recoloured(name, box, (0, 0, 0))
+    img = photo(name)
+    h, w = img.shape[:2]
+    ys, xs = np.nonzero(fabric)
+    x0, x1, y0, y1 = int(xs.min()), int(xs.max()) + 1, int(ys.min()), int(ys.max()) + 1
+    mx, my = round(0.2 * (x1 - x0)), round(0.15 * (y1 - y0))
+    a, b = max(0, x0 - mx), min(w, x1 + mx)
+    c, d = max(0, y0 - my), min(h, y1 + my)
+    out = np.full_like(img, background)
+    out[fabric] = img[fabric]
+    cw, chh = b - a, d - c
+    label = (
+        (box[0] * w - a) / cw,
+        (box[1] * h - c) / chh,
+        (box[2] * w - a) / cw,
+        (box[3] * h - c) / chh,
+    )
+    clipped: Box = (max(0.0, label[0]), max(0.0, label[1]), min(1.0, label[2]), min(1.0, label[3]))
+    return np.ascontiguousarray(out[c:d, a:b]), clipped
+
+
 def _write(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in NAMES:

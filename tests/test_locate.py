@@ -160,6 +160,15 @@ def test_the_garment_path_finds_a_garment_without_a_person() -> None:
     assert iou(s.chest_box, MODEL_CHEST) >= 0.85, s.chest_box
 
 
+def test_a_garment_photographed_alone() -> None:
+    """model_7's navy tank cut out onto grey: no person, a neck opening, found by its shape."""
+    img, label = people.garment_alone("model_7", 170)
+    s = locate(img)
+    assert s.found and s.method == "garment" and s.face_box is None, s.reason
+    assert s.chest_box is not None and iou(s.chest_box, label) >= 0.5, (s.chest_box, label)
+    assert s.confidence <= 0.7  # no neck: less sure than with a person
+
+
 @pytest.mark.parametrize(
     "path",
     [
