@@ -3,8 +3,10 @@ shipped in the package (``fluxcompose/data/models/pose_landmarker_full.task``, s
 
 - mediapipe is imported here, lazily, on the first :func:`detect`: commands that never locate
   never pay for it (~0.5-1 s);
-- the model's bytes are read once per process; each thread gets its own landmarker (the
-  Tasks API objects are not meant to be shared across threads);
+- the model's bytes are read once per process; a thread detects with a landmarker no other
+  thread is using at that moment (the Tasks API objects are not meant to be shared by
+  threads at once), taken from a pool of idle ones, so a process makes as many as it uses
+  at once;
 - the runtime's own log lines (LiteRT, absl: "Sparsity tensors may not yet be fully
   supported", ~50 per load) never reach the user's stderr: the log levels are set in the
   environment before the import, and file descriptor 2 points at /dev/null while a
@@ -39,8 +41,9 @@ MODEL_SHA256 = "6e03be392aeebb7166bb152a6bbd59f9be832401913d26c1c5ad277926d27870
 _QUIET_ENV = {"GLOG_minloglevel": "3", "TF_CPP_MIN_LOG_LEVEL": "3", "ABSL_MIN_LOG_LEVEL": "3"}
 
 _lock = threading.Lock()
-_local = threading.local()
 _open: list[Any] = []  # every landmarker made, closed at exit
+_idle: list[Any] = []  # those no thread is using now
+_seen_person: set[int] = set()  # ids of those that have found a person once
 
 
 @dataclass(frozen=True)
@@ -118,17 +121,15 @@ def _close_all() -> None:
     with _lock:
         items = list(_open)
         _open.clear()
+        _idle.clear()
     with _stderr_silenced():
         for landmarker in items:
             with contextlib.suppress(Exception):
                 landmarker.close()
 
 
-def _landmarker() -> Any:
-    """This thread's PoseLandmarker, created on first use (quietly)."""
-    found = getattr(_local, "landmarker", None)
-    if found is not None:
-        return found
+def _create() -> Any:
+    """A new PoseLandmarker (quietly), registered to be closed at exit."""
     for key, value in _QUIET_ENV.items():
         os.environ.setdefault(key, value)
     data = model_bytes()
@@ -152,38 +153,59 @@ def _landmarker() -> Any:
 
         blank = np.zeros((64, 64, 3), np.uint8)
         landmarker.detect(mp.Image(image_format=mp.ImageFormat.SRGB, data=blank))
-    _local.landmarker = landmarker
     return landmarker
+
+
+@contextlib.contextmanager
+def _borrowed() -> Iterator[Any]:
+    """A landmarker no other thread is using: an idle one, else a new one. So each thread
+    has its own while it detects, and a process makes as many as it ever uses at once
+    (not one per thread that ever lived: batch makes new worker threads per run)."""
+    with _lock:
+        landmarker = _idle.pop() if _idle else None
+    if landmarker is None:
+        landmarker = _create()
+    try:
+        yield landmarker
+    finally:
+        with _lock:
+            _idle.append(landmarker)
+
+
+def _landmarker() -> Any:
+    """Make sure one landmarker exists (the load, paid up front; for benchmarks)."""
+    with _borrowed() as landmarker:
+        return landmarker
 
 
 def detect(rgb: npt.NDArray[np.uint8]) -> Pose | None:
     """The most prominent person's pose on ``rgb`` (H x W x 3 uint8, RGB), or None.
 
-    Until this thread's landmarker has found a person once, detection runs with stderr
-    silenced: the runtime logs a notice on its first landmark projection."""
+    Until a landmarker has found a person once, its detections run with stderr silenced:
+    the runtime logs a notice on its first landmark projection."""
     import mediapipe as mp
 
-    landmarker = _landmarker()
     h, w = rgb.shape[:2]
     image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(rgb))
-    if getattr(_local, "seen_person", False):
-        result = landmarker.detect(image)
-    else:
-        with _stderr_silenced():
+    with _borrowed() as landmarker:
+        if id(landmarker) in _seen_person:
             result = landmarker.detect(image)
-    if not result.pose_landmarks:
-        return None
-    _local.seen_person = True
-    points = np.array(
-        [
-            (p.x * w, p.y * h, p.visibility or 0.0, p.presence or 0.0)
-            for p in result.pose_landmarks[0]
-        ],
-        dtype=np.float64,
-    )
-    if result.segmentation_masks:
-        mask = np.asarray(result.segmentation_masks[0].numpy_view(), dtype=np.float32)
-        mask = mask.reshape(mask.shape[0], mask.shape[1]).copy()
-    else:  # pragma: no cover - masks are asked for
-        mask = np.zeros((h, w), np.float32)
+        else:
+            with _stderr_silenced():
+                result = landmarker.detect(image)
+        if not result.pose_landmarks:
+            return None
+        _seen_person.add(id(landmarker))
+        points = np.array(
+            [
+                (p.x * w, p.y * h, p.visibility or 0.0, p.presence or 0.0)
+                for p in result.pose_landmarks[0]
+            ],
+            dtype=np.float64,
+        )
+        if result.segmentation_masks:
+            mask = np.asarray(result.segmentation_masks[0].numpy_view(), dtype=np.float32)
+            mask = mask.reshape(mask.shape[0], mask.shape[1]).copy()
+        else:  # pragma: no cover - masks are asked for
+            mask = np.zeros((h, w), np.float32)
     return Pose(points, mask, (w, h))
