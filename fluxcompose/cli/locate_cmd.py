@@ -91,7 +91,7 @@ def locate_cmd(
     """Find the wearer's torso garment in each IMG (a path or http(s) URL): the chest box (the
     torso's front, shoulders to waist, without the arms), the garment mask and the face.
 
-    Boxes are x0,y0,x1,y1 normalised 0..1 on the upright image. ``method`` is pose (MediaPipe's
+    Boxes are x0,y0,x1,y1 normalised 0..1 on the upright image. The method is pose (MediaPipe's
     pose model, shipped in the package), garment (a garment photographed alone), given
     (--subject-box) or none. When nothing is found confidently the answer is "not found" with
     the reason on stderr (exit 0: that is an answer, not an error, and --mask then writes
