@@ -105,14 +105,14 @@ def main() -> int:
 
     rows = cases(args.cases)
     print(f"locate benchmark: {len(rows)} images (labels: {PEOPLE / 'chest_boxes.json'})")
-    people = found = good = wrong = 0
+    n_people = found = good = wrong = 0
     by_kind: dict[str, list[float]] = {}
     for name, kind, img, label in rows:
         s = locate(img)
         d = s.to_dict()
         box = s.chest_box
         if label is not None:
-            people += 1
+            n_people += 1
             v = iou(box, label) if box is not None else 0.0
             found += s.found
             good += v >= 0.6
@@ -143,8 +143,8 @@ def main() -> int:
         )
     )
     print(
-        f"found on {found}/{people} = {found / people:.1%} (target >= {TARGET_FOUND:.0%}); "
-        f"IoU >= 0.6 on {good}/{people} = {good / people:.1%} (target >= {TARGET_IOU:.0%}); "
+        f"found on {found}/{n_people} = {found / n_people:.1%} (target >= {TARGET_FOUND:.0%}); "
+        f"IoU >= 0.6 on {good}/{n_people} = {good / n_people:.1%} (target >= {TARGET_IOU:.0%}); "
         f"confident wrong boxes (incl. no-person and hopper): {wrong} (target 0)"
     )
 
@@ -171,7 +171,7 @@ def main() -> int:
         f"ratio to the {TARGET_S} s target {cpu / TARGET_S:.2f} (<= 1.00 passes); "
         f"import {t_import:.2f} s, model load {t_load:.2f} s (wall, once per process)"
     )
-    ok = found / people >= TARGET_FOUND and good / people >= TARGET_IOU and wrong == 0
+    ok = found / n_people >= TARGET_FOUND and good / n_people >= TARGET_IOU and wrong == 0
     return 0 if ok else 1
 
 
