@@ -145,6 +145,25 @@ def test_grace_hopper() -> None:
     assert 0.25 < (fx0 + fx1) / 2 < 0.75 and 0.15 < (fy0 + fy1) / 2 < 0.5
 
 
+def test_the_same_photo_at_other_scales_gives_the_same_box() -> None:
+    """grace_hopper.jpg 4x smaller or larger, a people photo 3x smaller: boxes are normalised."""
+    import cv2
+
+    for img, sizes in (
+        (
+            np.asarray(load_image(SHARED_IMAGES / "grace_hopper.jpg").image),
+            ((128, 150), (2048, 2400)),
+        ),
+        (np.ascontiguousarray(people.photo("model_4")), ((256, 341),)),
+    ):
+        ref = locate(img).chest_box
+        assert ref is not None
+        for size in sizes:
+            s = locate(cv2.resize(img, size, interpolation=cv2.INTER_AREA))
+            assert s.found and s.chest_box is not None
+            assert max(abs(a - b) for a, b in zip(s.chest_box, ref, strict=True)) <= 0.03, size
+
+
 def test_model_sample_headless_tee() -> None:
     s = locate(load_image(ROOT / "samples" / "model.jpg").image)
     assert s.found and s.face_box is None
