@@ -55,10 +55,10 @@ __all__ = [
 DETECT_SIDE = 512
 """Long side (pixels) of the copy the pose is searched on; the landmark model itself reads
 a 256-pixel crop around the person."""
-PAD_TOP = 0.5
-"""Second try: space added above the image, as a share of its height (a headless crop)."""
+PAD_TOPS = (0.25, 0.5)
+"""Further tries: space added above the image, as shares of its height (a headless crop)."""
 PAD_SIDES = 0.15
-"""Second try: space added on each side, as a share of its width."""
+"""Further tries: space added on each side, as a share of its width."""
 
 
 def _corner_colour(rgb: Array) -> tuple[int, int, int]:
@@ -70,13 +70,13 @@ def _corner_colour(rgb: Array) -> tuple[int, int, int]:
     return r, g, b
 
 
-def _padded(rgb: Array) -> tuple[Array, int, int]:
-    """``rgb`` with PAD_TOP above and PAD_SIDES beside it in its corners' colour, and the
-    offset (x, y) of the original in it."""
+def _padded(rgb: Array, top_share: float) -> tuple[Array, int, int]:
+    """``rgb`` with ``top_share`` of its height added above and PAD_SIDES of its width on each
+    side, in its corners' colour, and the offset (x, y) of the original in it."""
     import cv2
 
     h, w = rgb.shape[:2]
-    top, side = round(PAD_TOP * h), round(PAD_SIDES * w)
+    top, side = round(top_share * h), round(PAD_SIDES * w)
     out = cv2.copyMakeBorder(
         rgb, top, 0, side, side, cv2.BORDER_CONSTANT, value=_corner_colour(rgb)
     )
@@ -91,22 +91,40 @@ def _unpad(pose: Pose, ox: int, oy: int, size: tuple[int, int]) -> Pose:
     return Pose(points, np.ascontiguousarray(pose.mask[oy : oy + h, ox : ox + w]), size)
 
 
+def _head_in_frame(pose: Pose, size: tuple[int, int]) -> bool:
+    """Whether the nose and both eyes (landmarks 0, 2, 5) lie inside the image."""
+    w, h = size
+    return all(0 <= pose.xy(k)[0] < w and 0 <= pose.xy(k)[1] < h for k in (0, 2, 5))
+
+
 def _by_pose(work: Array) -> tuple[Subject | None, str]:
-    """The subject from the pose on ``work``, trying the image padded above when the first
-    pose is missing or implausible; else None and the last reason."""
+    """The subject from the pose on ``work``; else None and the reason.
+
+    When the first pose is missing or implausible, or has its head out of the frame (the
+    model card calls that out of scope: on a headless crop the shoulders drift and
+    narrow), the image padded above by each of PAD_TOPS is tried too, and the most
+    plausible pose (highest confidence) wins.
+    """
     h, w = work.shape[:2]
     reason = "no person found"
-    for pad in (False, True):
-        img, ox, oy = _padded(work) if pad else (work, 0, 0)
+    best: Subject | None = None
+    for top_share in (0.0, *PAD_TOPS):
+        img, ox, oy = _padded(work, top_share) if top_share else (work, 0, 0)
         pose = detect(img)
         if pose is None:
             continue
-        if pad:
+        if top_share:
             pose = _unpad(pose, ox, oy, (w, h))
         fit = fit_body(work, pose)
-        if fit.subject is not None:
+        if fit.subject is None:
+            reason = fit.reason or reason
+            continue
+        if not top_share and _head_in_frame(pose, (w, h)):
             return fit.subject, ""
-        reason = fit.reason or reason
+        if best is None or fit.subject.confidence > best.confidence:
+            best = fit.subject
+    if best is not None:
+        return best, ""
     return None, reason
 
 

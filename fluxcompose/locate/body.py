@@ -10,8 +10,8 @@ photos): the landmarks sit on the joints, so a person's box is a little wider th
 shoulder landmarks (labels: 0.92..1.26 S, mean 1.05) and starts above them, at the top of
 the shoulders' outline on the person mask (labels: 0.01..0.05 T above the mask's top read
 15 % of the way in from each shoulder). Its bottom is the top's hem where the colours along
-the torso change (a crop top ends at 0.6 T, a long tank at 0.9 T), else the natural waist
-(labels: 0.77..0.84 T), else the image's edge.
+the torso change (a crop top ends at 0.6 T, a long tank at 0.9 T); with no hem, the image's
+edge when the top runs out of it, else the natural waist (labels: 0.77..0.84 T; a dress).
 
 The garment mask is the person mask, minus the person's skin (a chromaticity model learnt
 on their face and bare arms, for pixels nearer that skin's colour than the garment's own,
@@ -344,12 +344,27 @@ def _garment(
     _, hem = cut_at_hem(fg, roi, round(c[0]), (r0, r1))
     if hem is not None and HEM_RANGE[0] <= (hem + y0 - sm[1]) / T <= HEM_RANGE[1]:
         bottom = cut = float(hem + y0)
+    elif _runs_out(rgb, person, skin_model, round(c[0] + x0), round(waist)):
+        # No hem, and the top runs out of the image's bottom edge: the box ends there
+        # (a dress whose skirt ends in the frame keeps the natural waist).
+        bottom = float(h)
     fg[max(0, round(cut - y0)) :] = False
     seed_y, seed_x = round(c[1]), round(c[0])
     in_roi = 0 <= seed_y < fg.shape[0] and 0 <= seed_x < fg.shape[1]
     fg = clean(fg, (seed_y, seed_x) if in_roi and fg[seed_y, seed_x] else None, open_px=OPEN_PX)
     full[y0:y1, x0:x1] = fg
     return bottom, _at_mask_side(full)
+
+
+def _runs_out(rgb: Array, person: Mask, skin_model: SkinModel, x: int, y: int) -> bool:
+    """Whether column ``x`` is clothed person (person mask, not skin) from row ``y`` to the
+    image's bottom edge, give or take 5 %."""
+    h, w = person.shape
+    if not (0 <= x < w and 0 <= y < h - 2):
+        return False
+    column = np.ascontiguousarray(rgb[y:, x : x + 1])
+    clothed = person[y:, x] & ~skin_model.test(column)[:, 0]
+    return float(clothed.mean()) >= 0.95
 
 
 def _closed(skin: Mask) -> Mask:
