@@ -88,10 +88,13 @@ def _stderr_silenced() -> Iterator[None]:
         if _quiet_depth == 0:
             with contextlib.suppress(Exception):
                 sys.stderr.flush()
-            _saved_fd = os.dup(2)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            os.close(devnull)
+            try:
+                _saved_fd = os.dup(2)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, 2)
+                os.close(devnull)
+            except OSError:  # no descriptor 2 (a daemon): nothing to keep quiet
+                _saved_fd = None
         _quiet_depth += 1
     try:
         yield
