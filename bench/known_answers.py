@@ -16,14 +16,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fluxcompose.compare import compare
-from fluxcompose.images import load_image
-from fluxcompose.locate import locate
-from fluxcompose.prints import print_layer
-from fluxcompose.recipes import load_recipe
-
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared" / "images"
+sys.path.insert(0, str(ROOT))
+
+from fluxcompose.compare import compare  # noqa: E402
+from fluxcompose.images import load_image  # noqa: E402
+from fluxcompose.locate import locate  # noqa: E402
+from fluxcompose.prints import print_layer  # noqa: E402
+from fluxcompose.recipes import load_recipe  # noqa: E402
+from tests.paths import SHARED_IMAGES as SHARED  # noqa: E402  (CI's ../shared, else /work/shared)
 
 
 def design_of(pattern: Image.Image) -> tuple[Image.Image, Image.Image]:

@@ -463,7 +463,7 @@ def test_detector_grace_hopper_good_print_passes(
     mid = ((x0 + x1) / 2, (y0 + y1) / 2)
     output = paste(hopper, mid, 2 / 3 * (x1 - x0))
     d = C.compare(output, hopper, pattern=PRINT, checks=recipe_checks).to_dict()
-    assert d["subject"]["method"] == "face"
+    assert d["subject"]["method"] == "pose"
     assert d["passed"] is True, d["checks"]
     face = C.compare(paste(hopper, (0.52, 0.35), 0.4), hopper, pattern=PRINT, checks=recipe_checks)
     assert face.passed is False

@@ -339,8 +339,8 @@ def test_local_compare_metrics_and_checks(local_runs: LocalRuns) -> None:
     assert -1 <= metrics["ssim"] <= 1
     assert 0 <= metrics["edit_region"]["area_fraction"] <= 1
     # The preview put the print at the recipe's 2/3 of the chest's width, in its middle
-    # (DESIGN.md section 10): the sample's headless shot is found by its garment.
-    assert metrics["subject"]["found"] is True and metrics["subject"]["method"] == "garment"
+    # (DESIGN.md section 10): the sample's headless shot is found by the pose model.
+    assert metrics["subject"]["found"] is True and metrics["subject"]["method"] == "pose"
     pattern = metrics["pattern"]
     assert pattern["found"] is True and pattern["relative_to"] == "chest"
     assert pattern["width_fraction"] == pytest.approx(2 / 3, abs=0.05)
