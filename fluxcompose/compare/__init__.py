@@ -36,7 +36,7 @@ from PIL import Image
 
 from ..locate import Box, Subject, locate, parse_box
 from ..sheet import draw_sheet
-from .imaging import ImageLike, fit_area, luma, resize, to_pil
+from .imaging import ImageLike, fit_area, fit_side, luma, resize, to_pil
 from .layout import (
     LayoutView,
     align_output,
@@ -48,6 +48,7 @@ from .layout import (
     require_target_frame,
 )
 from .metrics import (
+    EDIT_WORK_SIDE,
     edit_mask,
     edit_region,
     hamming,
@@ -58,8 +59,9 @@ from .metrics import (
     ssim_outside_edit,
     ssim_outside_mask,
 )
-from .pattern import MIN_INLIERS, locate_pattern, pattern_layer
+from .pattern import MIN_INLIERS, locate_pattern, pattern_layer, pattern_model
 from .pattern import _detector as _detector  # the tests ask which detector is in use
+from .search import find_print
 from .style import (
     TEXTURE_BINS,
     TEXTURE_SCALES,
@@ -168,7 +170,10 @@ def compare(
     gmask = subject.garment_mask(work) if subject.found else None
 
     ssim_value, smap = ssim(out, tgt, full=True)
-    changed = edit_mask(out, tgt)
+    # One small copy of each for the edit mask, the style statistics and the hash.
+    small = fit_side(work[0], work[1], EDIT_WORK_SIDE)
+    out_small, tgt_small = resize(out, small), resize(tgt, small)
+    changed = edit_mask(out_small, tgt_small, native_width=work[0])
     region = region_from_mask(changed)
     metrics: dict[str, Any] = {
         "ssim": ssim_value,
@@ -188,8 +193,18 @@ def compare(
     warnings: list[str] = []
     if pat_img is not None:
         # Match in the cut output at its own resolution (no up/down round trip).
-        layer = pattern_layer(np.asarray(pat_img, dtype=np.uint8))
-        found = locate_pattern(np.asarray(cut, dtype=np.uint8), pat_img, layer=layer)
+        pat = np.asarray(pat_img, dtype=np.uint8)
+        model = pattern_model(pat)
+        layer = model.layer
+        found = find_print(
+            np.asarray(cut, dtype=np.uint8),
+            pat,
+            changed,
+            changed_box=region["box"],
+            chest_box=subject.chest_box if subject.found else None,
+            layer=layer,
+            model=model,
+        )
         x0, y0, x1, y1 = layer.box
         metrics["pattern"] = relate_pattern(
             found,
@@ -204,17 +219,17 @@ def compare(
         if warning:
             warnings.append(warning)
     if sty_img is not None:
-        metrics["style"] = style_metric(out, tgt, sty_img)
+        metrics["style"] = style_metric(out_small, tgt_small, sty_img)
 
-    named: dict[str, Image.Image] = {}
+    named: dict[str, ImageLike] = {}
     for name, img in (sources or {}).items():
         named[name] = to_pil(img)
-    named.setdefault("target", tgt_img)
+    named.setdefault("target", tgt_small)
     if pat_img is not None:
         named.setdefault("pattern", pat_img)
     if sty_img is not None:
         named.setdefault("style", sty_img)
-    h_out = phash(out)
+    h_out = phash(out_small)
     metrics["phash"] = {name: hamming(h_out, phash(img)) for name, img in named.items()}
 
     result = evaluate_checks(metrics, checks)

@@ -7,9 +7,13 @@ Pixel values are 8-bit (0..255); luminance is ITU-R BT.601 ``Y = 0.299 R + 0.587
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
-from typing import Any
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -21,6 +25,7 @@ from ..images import load_image, to_rgb
 
 __all__ = [
     "Array",
+    "ContentCache",
     "ImageLike",
     "fit_area",
     "fit_side",
@@ -115,3 +120,34 @@ def lab(rgb: Array) -> Array:
     """float32 Lab (L 0..100) of a uint8 RGB array."""
     out: Array = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
     return out
+
+
+T = TypeVar("T")
+
+
+class ContentCache(Generic[T]):
+    """A small thread-safe LRU cache of what is computed from an image, keyed by the
+    image's pixels (a BLAKE2b hash of the uint8 array and its shape) and a tag, so a
+    batch with one pattern or style source computes its features once."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._items: OrderedDict[tuple[str, str], T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, pixels: Array, tag: str, compute: Callable[[], T]) -> T:
+        """The value for ``pixels`` (uint8 array) and ``tag``, computed by ``compute``
+        (outside the lock) when it is not kept."""
+        digest = hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=16)
+        digest.update(repr(pixels.shape).encode())
+        key = (digest.hexdigest(), tag)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value

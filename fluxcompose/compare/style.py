@@ -12,7 +12,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .imaging import Array, ImageLike, fit_side, lab, luma, resize, rgb_array
+from .imaging import Array, ContentCache, ImageLike, fit_side, lab, luma, resize, rgb_array
 
 __all__ = [
     "lab_stats",
@@ -123,10 +123,9 @@ def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict
     - ``closer = colour_closer and texture_closer``: a colour transfer alone is not a
       restyle.
     """
-    s = lab_stats(style)
+    s, ts = _source_stats(style)
     d1 = float(np.linalg.norm(lab_stats(output) - s))
     d2 = float(np.linalg.norm(lab_stats(target) - s))
-    ts = texture_features(style)
     t1 = texture_distance(texture_features(output), ts)
     t2 = texture_distance(texture_features(target), ts)
     colour_closer = bool(d1 < d2)
@@ -140,3 +139,14 @@ def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict
         "texture_closer": texture_closer,
         "closer": colour_closer and texture_closer,
     }
+
+
+_SOURCES: ContentCache[tuple[Array, Array]] = ContentCache(8)
+
+
+def _source_stats(style: ImageLike) -> tuple[Array, Array]:
+    """(:func:`lab_stats`, :func:`texture_features`) of the style source, kept by content
+    (its pixels at the texture's working size, which both are computed from)."""
+    rgb = rgb_array(style)
+    small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
+    return _SOURCES.get(small, "style", lambda: (lab_stats(small), texture_features(small)))
