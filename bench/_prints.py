@@ -17,6 +17,7 @@ print, so folds and light fall across it as on a real garment.
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 from typing import Any
 
@@ -83,11 +84,9 @@ def flat(print_rgba: Array) -> Image.Image:
 
 def people() -> list[tuple[str, Image.Image, Box]]:
     """(name, RGB image, labelled chest box) for each photo in shared/images/people."""
-    import json
-
     labels = json.loads((PEOPLE / "chest_boxes.json").read_text())
     return [
-        (name, Image.open(PEOPLE / name).convert("RGB"), tuple(box))  # type: ignore[misc]
+        (name, Image.open(PEOPLE / name).convert("RGB"), (box[0], box[1], box[2], box[3]))
         for name, box in sorted(labels.items())
     ]
 
