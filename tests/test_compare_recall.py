@@ -8,6 +8,9 @@ figures do not depend on ``locate``.
 
 from __future__ import annotations
 
+import math
+
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -77,6 +80,27 @@ def test_a_smooth_all_over_print_is_found_by_colour_where_features_fail(
     p = C.compare(out, img, pattern=flat(pr), subject_box=chest).metrics["pattern"]
     assert p["found"] and p["method"] == "colour" and p["score"] >= correlate.CORR_MIN_SCORE
     assert iou(p["box"], truth) >= 0.8
+
+
+def test_a_turned_smooth_print_is_found_turned(
+    photos: dict[str, tuple[Image.Image, Box]],
+) -> None:
+    """Turned 8 degrees on a navy shirt: the upright colour match scores under the bar;
+    the turned one finds it, and its box is the turned print's."""
+    img, chest = photos["model_7.png"]
+    pr = all_over_print(5)
+    h, w = pr.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), 8.0, 1.0)
+    side = int(math.ceil(w * (math.cos(math.radians(8)) + math.sin(math.radians(8)))))
+    turn[:, 2] += (side - w) / 2  # a canvas that holds all of the turned print
+    turned = cv2.warpAffine(pr, turn, (side, side), flags=cv2.INTER_LINEAR)
+    out, truth = paste_print(img, turned, centre(chest), 0.2 * side / w)
+    p = C.compare(out, img, pattern=flat(pr), subject_box=chest).metrics["pattern"]
+    assert p["found"] and p["method"] == "colour", p
+    assert iou(p["box"], truth) >= 0.8, (p["box"], truth)
+    top_left, top_right = np.array(p["corners"][0]), np.array(p["corners"][1])
+    dx, dy = (top_right - top_left) * np.array(img.size)
+    assert math.degrees(math.atan2(-dy, dx)) == pytest.approx(8.0, abs=3.0)  # anticlockwise
 
 
 @pytest.mark.parametrize("kind", ["logo", "gradient", "painting"])

@@ -5,10 +5,11 @@ Features (:mod:`.pattern`) need texture: an all-over photographic print of smoot
 gradients has few stable keypoints in its luminance, and a print 0.1 of the output wide
 has few at all. Its colours still show it plainly. The design is compared in CIE Lab
 with luminance at half weight (a fabric's folds shade the luminance far more than the
-hue), upright and unrotated, at template widths from CORR_MIN_WIDTH of the image up to
-the searched region's, a step of CORR_STEP apart, and then at finer steps around the
-best. A match counts only at a correlation of CORR_MIN_SCORE or more, and a design
-with no colour contrast (CORR_MIN_CONTRAST) is not looked for this way.
+hue), upright, at template widths from CORR_MIN_WIDTH of the image up to the searched
+region's, a step of CORR_STEP apart; then at finer steps around the best places, and at
+the best one turned a few degrees either way (CORR_ANGLES). A match counts only at a
+correlation of CORR_MIN_SCORE or more, and a design with no colour contrast
+(CORR_MIN_CONTRAST) is not looked for this way.
 
 Boxes and regions are ``[x0, y0, x1, y1]`` normalised 0..1.
 """
@@ -37,6 +38,7 @@ CORR_FINE_STEP = 1.03  # and in the fine pass, three either side of a coarse can
 CORR_COARSE_SIDE = 96  # long side (pixels) of the searched region in the coarse pass
 CORR_FINE_SIDE = 64  # long side (pixels) of the design in the fine pass, native at most
 CORR_CANDIDATES = 2  # places from the coarse pass looked at again
+CORR_ANGLES = (-8.0, -4.0, 4.0, 8.0)  # degrees the best upright place is also tried turned
 CORR_L_WEIGHT = 0.5  # weight of L* against a*, b*
 
 
@@ -125,6 +127,49 @@ def _search(
     return found
 
 
+def _turned(output: Array, design: _Design, corners: Array) -> tuple[float, Array] | None:
+    """The design turned by each of CORR_ANGLES degrees about the centre of its best
+    upright place (``corners``, output pixels), scored near there: (score, corners)
+    of the best turn, or None when none fits."""
+    centre = corners.mean(axis=0)
+    tw = float(np.linalg.norm(corners[1] - corners[0]))
+    th = float(np.linalg.norm(corners[3] - corners[0]))
+    fine = min(1.0, CORR_FINE_SIDE / max(tw, th))
+    w, h = max(1, round(tw * fine)), max(1, round(th * fine))
+    lab_t = resize(design.lab, (w, h))
+    inside = np.ones((h, w), np.float32) if design.mask is None else resize(design.mask, (w, h))
+    reach = 0.5 * float(np.hypot(tw, th)) + 0.1 * tw + 2.0
+    box = (centre[0] - reach, centre[1] - reach, centre[0] + reach, centre[1] + reach)
+    window = _lab_window(output, box, fine)
+    origin = np.array([max(0, int(box[0])), max(0, int(box[1]))], dtype=np.float64)
+    best: tuple[float, Array] | None = None
+    for angle in CORR_ANGLES:
+        # Rotate about the template's centre onto a canvas that holds all of it.
+        rad = np.deg2rad(angle)
+        cw = int(np.ceil(abs(w * np.cos(rad)) + abs(h * np.sin(rad))))
+        ch = int(np.ceil(abs(w * np.sin(rad)) + abs(h * np.cos(rad))))
+        if cw > window.shape[1] or ch > window.shape[0]:
+            continue
+        m = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        m[0, 2] += (cw - w) / 2
+        m[1, 2] += (ch - h) / 2
+        tmpl = cv2.warpAffine(lab_t, m, (cw, ch), flags=cv2.INTER_LINEAR)
+        mask = cv2.warpAffine(inside, m, (cw, ch), flags=cv2.INTER_LINEAR) >= 0.5
+        m3 = np.repeat(mask.astype(np.float32)[:, :, None], 3, axis=2)
+        res = cv2.matchTemplate(window, tmpl, cv2.TM_CCOEFF_NORMED, mask=m3)
+        res = np.nan_to_num(res, nan=-1.0, posinf=-1.0, neginf=-1.0)
+        _, score, _, loc = cv2.minMaxLoc(res)
+        if best is not None and score <= best[0]:
+            continue
+        # The turned rectangle's corners, back in output pixels.
+        at = origin + (np.array(loc, dtype=np.float64) + (cw / 2, ch / 2)) / fine
+        half = np.array([[-tw, -th], [tw, -th], [tw, th], [-tw, th]], dtype=np.float64) / 2
+        # OpenCV's positive angle turns the picture anticlockwise on screen (y down).
+        rot = np.array([[np.cos(rad), np.sin(rad)], [-np.sin(rad), np.cos(rad)]])
+        best = (float(score), at + half @ rot.T)
+    return best
+
+
 def correlate_pattern(
     output: Array,
     pattern: Array,
@@ -177,11 +222,15 @@ def correlate_pattern(
         for cand in _search(output, box, fine, design, steps, masked=True):
             best = max(best, cand)
     score, x, y, tw = best
+    th = tw / aspect
+    corners = np.array([[x, y], [x + tw, y], [x + tw, y + th], [x, y + th]], dtype=np.float64)
+    if score > -1.0:
+        turned = _turned(output, design, corners)
+        if turned is not None and turned[0] > score:
+            score, corners = turned
     if score < CORR_MIN_SCORE:
         return not_found(method="colour", score=round(score, 4))
-    th = tw / aspect
-    px0, py0, px1, py1 = x / W, y / H, (x + tw) / W, (y + th) / H
-    quad = np.array([[px0, py0], [px1, py0], [px1, py1], [px0, py1]], dtype=np.float64)
+    quad = corners / np.array([W, H], dtype=np.float64)
     lh, lw = layer.alpha.shape
     dx0, dy0, dx1, dy1 = layer.box
     return pattern_result(
