@@ -38,6 +38,7 @@ CORR_FINE_STEP = 1.03  # and in the fine pass, three either side of a coarse can
 CORR_COARSE_SIDE = 96  # long side (pixels) of the searched region in the coarse pass
 CORR_FINE_SIDE = 64  # long side (pixels) of the design in the fine pass, native at most
 CORR_CANDIDATES = 2  # places from the coarse pass looked at again
+CORR_MIN_SEEN = 0.5  # share of the design on changed pixels to judge it by that part
 CORR_ANGLES = (-8.0, -4.0, 4.0, 8.0)  # degrees the best upright place is also tried turned
 CORR_L_WEIGHT = 0.5  # weight of L* against a*, b*
 
@@ -170,17 +171,42 @@ def _turned(output: Array, design: _Design, corners: Array) -> tuple[float, Arra
     return best
 
 
+def _seen(design: _Design, changed: Array | None, box: Sequence[float]) -> _Design:
+    """``design`` masked to the part that lies on ``changed`` when placed at ``box``
+    (normalised), if that part is at least CORR_MIN_SEEN of the design; else as it is."""
+    if changed is None:
+        return design
+    h, w = changed.shape
+    x0, y0 = max(0, int(box[0] * w)), max(0, int(box[1] * h))
+    x1, y1 = min(w, int(np.ceil(box[2] * w))), min(h, int(np.ceil(box[3] * h)))
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return design
+    dh, dw = design.lab.shape[:2]
+    part = changed[y0:y1, x0:x1].astype(np.uint8)
+    on = cv2.resize(part, (dw, dh), interpolation=cv2.INTER_NEAREST) > 0
+    inside = np.ones((dh, dw), bool) if design.mask is None else design.mask >= 0.5
+    seen = inside & on
+    if seen.all() or np.count_nonzero(seen) < CORR_MIN_SEEN * np.count_nonzero(inside):
+        return design
+    return _Design(design.lab, seen.astype(np.float32))
+
+
 def correlate_pattern(
     output: Array,
     pattern: Array,
     *,
     region: Sequence[float],
     layer: PrintLayer | None = None,
+    changed: Array | None = None,
 ) -> dict[str, Any]:
     """Find the pattern's design in ``output`` (uint8 RGB) by its colours, searching
     ``region`` (normalised): coarse to fine, every size at a long side of
     CORR_COARSE_SIDE pixels, then the CORR_CANDIDATES best places again at a long side of
-    CORR_FINE_SIDE for the design (native at most), at finer size steps. A
+    CORR_FINE_SIDE for the design (native at most), at finer size steps. With
+    ``changed`` (boolean, any size: where the output differs from the target), the fine
+    pass compares only the part of the design that lies on changed pixels, when that is
+    at least CORR_MIN_SEEN of it: a print the model clipped (at a collar, an arm, the
+    garment's edge) is judged by what it painted. A
     :func:`~.pattern.locate_pattern`-shaped result with ``method`` "colour" and
     ``score`` (the best correlation, -1..1); found when the score reaches
     CORR_MIN_SCORE. ``inliers`` is 0: no features were matched."""
@@ -213,19 +239,22 @@ def correlate_pattern(
         if len(picked) == CORR_CANDIDATES:
             break
     best = (-1.0, 0.0, 0.0, 0.0)
+    best_design = design
     for _, x, y, tw in picked:
         th = tw / aspect
         fine = min(1.0, CORR_FINE_SIDE / max(tw, th))
         pad = 0.15 * tw + 2.0 / coarse
         box = (x - pad, y - pad, x + tw + pad, y + th + pad)
         steps = [tw * CORR_FINE_STEP**k for k in range(-3, 4)]
-        for cand in _search(output, box, fine, design, steps, masked=True):
-            best = max(best, cand)
+        here = _seen(design, changed, (x / W, y / H, (x + tw) / W, (y + th) / H))
+        for cand in _search(output, box, fine, here, steps, masked=True):
+            if cand > best:
+                best, best_design = cand, here
     score, x, y, tw = best
     th = tw / aspect
     corners = np.array([[x, y], [x + tw, y], [x + tw, y + th], [x, y + th]], dtype=np.float64)
     if score > -1.0:
-        turned = _turned(output, design, corners)
+        turned = _turned(output, best_design, corners)
         if turned is not None and turned[0] > score:
             score, corners = turned
     if score < CORR_MIN_SCORE:
