@@ -103,6 +103,27 @@ def test_a_turned_smooth_print_is_found_turned(
     assert math.degrees(math.atan2(-dy, dx)) == pytest.approx(8.0, abs=3.0)  # anticlockwise
 
 
+def test_a_partly_hidden_smooth_print_is_judged_by_what_shows(
+    photos: dict[str, tuple[Image.Image, Box]],
+) -> None:
+    """40 % of an all-over print hidden (the target's pixels back over its left part, as
+    an arm in front would): found by colour, over the part that shows."""
+    for seed, name in enumerate(PHOTOS[:2]):
+        img, chest = photos[name]
+        pr = all_over_print(20 + seed)
+        out, truth = paste_print(img, pr, centre(chest), 0.2)
+        a, t = np.asarray(out).copy(), np.asarray(img)
+        h, w = a.shape[:2]
+        x0, y0, x1, y1 = (int(v * s) for v, s in zip(truth, (w, h, w, h), strict=True))
+        cut = x0 + int(0.4 * (x1 - x0))
+        a[y0:y1, x0:cut] = t[y0:y1, x0:cut]
+        p = C.compare(Image.fromarray(a), img, pattern=flat(pr), subject_box=chest).metrics[
+            "pattern"
+        ]
+        assert p["found"] and p["method"] == "colour", (name, p)
+        assert iou(p["box"], truth) >= 0.8, (name, p["box"], truth)
+
+
 @pytest.mark.parametrize("kind", ["logo", "gradient", "painting"])
 def test_no_print_is_found_on_the_unchanged_photos(
     photos: dict[str, tuple[Image.Image, Box]], kind: str
