@@ -188,13 +188,22 @@ def test_search_region_is_cut_to_the_chest_when_most_of_the_picture_changed() ->
     )
 
 
-def test_a_flat_design_is_not_looked_for_by_colour() -> None:
-    """One colour correlates with any flat patch: the colour search refuses it."""
+def test_a_flat_or_ramp_design_is_not_looked_for_by_colour() -> None:
+    """One colour, or one smooth ramp, correlates with any flat or evenly shaded patch
+    (a backdrop, a shirt's light): the colour search refuses them even where they are."""
     out = np.full((300, 300, 3), 120, np.uint8)
     out[100:200, 100:200] = (200, 40, 40)
     flat_pattern = np.full((64, 64, 3), (200, 40, 40), np.uint8)
-    p = correlate.correlate_pattern(out, flat_pattern, region=[0.0, 0.0, 1.0, 1.0])
-    assert p["found"] is False
+    assert not correlate.correlate_pattern(out, flat_pattern, region=[0, 0, 1, 1])["found"]
+    ramp = np.linspace((180, 160, 140), (90, 70, 60), 100).astype(np.uint8)
+    ramp_pattern = np.ascontiguousarray(np.repeat(ramp[:, None, :], 100, axis=1))
+    out[100:200, 100:200] = ramp_pattern
+    assert not correlate.correlate_pattern(out, ramp_pattern, region=[0, 0, 1, 1])["found"]
+    # A design with structure in the same place is found: the refusal is the ramp's.
+    blob = ramp_pattern.copy()
+    blob[30:70, 30:70] = (40, 160, 200)
+    out[100:200, 100:200] = blob
+    assert correlate.correlate_pattern(out, blob, region=[0, 0, 1, 1])["found"]
 
 
 def test_pattern_features_are_computed_once_per_content() -> None:

@@ -8,8 +8,9 @@ with luminance at half weight (a fabric's folds shade the luminance far more tha
 hue), upright, at template widths from CORR_MIN_WIDTH of the image up to the searched
 region's, a step of CORR_STEP apart; then at finer steps around the best places, and at
 the best one turned a few degrees either way (CORR_ANGLES). A match counts only at a
-correlation of CORR_MIN_SCORE or more, and a design with no colour contrast
-(CORR_MIN_CONTRAST) is not looked for this way.
+correlation of CORR_MIN_SCORE or more, and a design with little colour structure beyond
+a smooth ramp (CORR_MIN_CONTRAST) is not looked for this way: a studio backdrop or a
+shirt's own shading would correlate with it.
 
 Boxes and regions are ``[x0, y0, x1, y1]`` normalised 0..1.
 """
@@ -30,7 +31,7 @@ from .pattern import not_found, pattern_layer, pattern_result
 __all__ = ["CORR_MIN_SCORE", "correlate_pattern"]
 
 CORR_MIN_SCORE = 0.8  # normalised cross-correlation (-1..1) that counts as the print
-CORR_MIN_CONTRAST = 4.0  # a design flatter than this (weighted Lab std) is not looked for
+CORR_MIN_CONTRAST = 8.0  # weighted Lab std beyond a plane: flatter designs are not looked for
 CORR_MIN_WIDTH = 0.05  # smallest template width, as a share of the image's width
 CORR_MIN_SIDE = 8  # pixels: no template side smaller than this
 CORR_STEP = 1.15  # ratio of successive template widths in the coarse pass
@@ -73,6 +74,21 @@ def _design(layer: PrintLayer) -> _Design:
         return _Design(weighted, None)
     weighted[~inside] = weighted[inside].mean(axis=0)
     return _Design(weighted, inside.astype(np.float32))
+
+
+def _contrast(design: _Design) -> float:
+    """How much colour structure the design has beyond a ramp: the largest per-channel
+    standard deviation (weighted Lab units) of the design's pixels about the best plane
+    ``a + b x + c y`` through them."""
+    h, w = design.lab.shape[:2]
+    inside = np.ones((h, w), bool) if design.mask is None else design.mask >= 0.5
+    yy, xx = np.nonzero(inside)
+    if yy.size < 3:
+        return 0.0
+    basis = np.stack([np.ones(yy.size), xx / w, yy / h], axis=1)
+    values = design.lab[inside].astype(np.float64)
+    coef, *_ = np.linalg.lstsq(basis, values, rcond=None)
+    return float((values - basis @ coef).std(axis=0).max())
 
 
 def _score(window: Array, design: _Design, width: int, masked: bool) -> tuple[float, int, int]:
@@ -213,8 +229,9 @@ def correlate_pattern(
     if layer is None:
         layer = pattern_layer(pattern)
     design = _design(layer)
-    if float(design.lab.reshape(-1, 3).std(axis=0).max()) < CORR_MIN_CONTRAST:
-        # Nothing but one colour: any flat or shaded patch would correlate with it.
+    if _contrast(design) < CORR_MIN_CONTRAST:
+        # One colour, or one smooth ramp: any flat or evenly shaded patch (a studio
+        # backdrop, a plain shirt's light) correlates with it, so it proves nothing.
         return not_found(method="colour")
     aspect = design.aspect
     H, W = output.shape[:2]
