@@ -27,6 +27,7 @@ Targets (DESIGN.md sections 8 and 9, issues 14 and 16):
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -34,9 +35,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
-import numpy as np
-from PIL import Image
+# One core: numpy's BLAS must not spread work over threads either (set before numpy loads).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _timing import median_time  # noqa: E402 - a sibling: bench/ is on sys.path

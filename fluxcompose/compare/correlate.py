@@ -79,16 +79,27 @@ def _design(layer: PrintLayer) -> _Design:
 def _contrast(design: _Design) -> float:
     """How much colour structure the design has beyond a ramp: the largest per-channel
     standard deviation (weighted Lab units) of the design's pixels about the best plane
-    ``a + b x + c y`` through them."""
+    ``a + b x + c y`` through them. (Sums, not BLAS: no threads beyond the one core.)"""
     h, w = design.lab.shape[:2]
     inside = np.ones((h, w), bool) if design.mask is None else design.mask >= 0.5
     yy, xx = np.nonzero(inside)
     if yy.size < 3:
         return 0.0
-    basis = np.stack([np.ones(yy.size), xx / w, yy / h], axis=1)
+    x, y = xx / w - 0.5, yy / h - 0.5
     values = design.lab[inside].astype(np.float64)
-    coef, *_ = np.linalg.lstsq(basis, values, rcond=None)
-    return float((values - basis @ coef).std(axis=0).max())
+    gram = np.array(
+        [
+            [x.size, x.sum(), y.sum()],
+            [x.sum(), (x * x).sum(), (x * y).sum()],
+            [y.sum(), (x * y).sum(), (y * y).sum()],
+        ]
+    )
+    worst = 0.0
+    for c in range(values.shape[1]):
+        v = values[:, c]
+        a, b, k = np.linalg.solve(gram, [v.sum(), (x * v).sum(), (y * v).sum()])
+        worst = max(worst, float((v - a - b * x - k * y).std()))
+    return worst
 
 
 def _score(window: Array, design: _Design, width: int, masked: bool) -> tuple[float, int, int]:
