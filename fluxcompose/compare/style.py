@@ -1,0 +1,152 @@
+"""Style: how far the output moved toward a style source, in colour (Lab statistics) and
+in texture (contrast-normalised gradient statistics).
+
+Lab is CIE L*a*b* (D65), L 0..100, a and b roughly -128..127.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import cv2
+import numpy as np
+
+from .imaging import Array, ContentCache, ImageLike, fit_side, lab, luma, resize, rgb_array
+
+__all__ = [
+    "lab_stats",
+    "lab_stats_distance",
+    "style_metric",
+    "texture_distance",
+    "texture_features",
+]
+
+STYLE_WORK_SIDE = 256  # long side for Lab statistics
+
+
+def lab_stats(image: ImageLike) -> Array:
+    """``[mean L, mean a, mean b, std L, std a, std b]`` in Lab units (float64)."""
+    rgb = rgb_array(image)
+    rgb = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], STYLE_WORK_SIDE))
+    values = lab(rgb).reshape(-1, 3).astype(np.float64)
+    return np.concatenate([values.mean(axis=0), values.std(axis=0)])
+
+
+def lab_stats_distance(a: ImageLike, b: ImageLike) -> float:
+    """Euclidean distance between the Lab statistics vectors of two images.
+
+    ``d = sqrt(sum_c (mean_a[c] - mean_b[c])^2 + sum_c (std_a[c] - std_b[c])^2)`` over
+    the channels c in (L, a, b), in Lab units, computed at a long side of 256 pixels.
+    0 means the same colour distribution to first and second order.
+    """
+    return float(np.linalg.norm(lab_stats(a) - lab_stats(b)))
+
+
+TEXTURE_WORK_SIDE = 320  # long side for the texture statistics
+TEXTURE_SCALES = 3  # octaves: the working size, 1/2 and 1/4 of it
+TEXTURE_BINS = 8  # gradient orientation bins over 0..180 degrees
+TEXTURE_WINDOW = 4.0  # sigma (pixels) of the local mean and contrast
+TEXTURE_CONTRAST_FLOOR = 0.2  # x the image's luminance std: keeps flat areas from exploding
+TEXTURE_MARGIN = 0.15  # the output must be this much (relative) closer in texture
+
+
+def texture_features(image: ImageLike) -> Array:
+    """Texture statistics of an image, blind to colour and to any global gain and offset
+    of the luminance (so a colour cast or a Reinhard transfer leaves them unchanged).
+
+    At a long side of 320 pixels and two further octaves (``pyrDown``), the luminance is
+    normalised by its local contrast, ``n = (Y - mu) / (sigma + 0.2 std(Y))`` with mu and
+    sigma a Gaussian (sigma 4 px) local mean and standard deviation. On ``n``, per scale:
+
+    - an 8-bin histogram of gradient orientation (0..180 degrees) weighted by the
+      gradient magnitude, summing to 1 (which way the strokes run);
+    - ``log(0.05 + mean gradient magnitude)`` (high-frequency energy against local
+      contrast: fine brush strokes raise it, smoothing lowers it);
+    - the structure-tensor coherence (0..1, tensor sigma 2 px) averaged with the
+      tensor's trace as weight (how stroke-like, i.e. oriented, the detail is).
+
+    Returns a float64 vector of ``3 * (8 + 2)`` values, per scale in that order.
+    """
+    rgb = rgb_array(image)
+    y = luma(resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE)))
+    floor = TEXTURE_CONTRAST_FLOOR * float(y.std()) + 1e-3
+    feats: list[float] = []
+    for _ in range(TEXTURE_SCALES):
+        mu = cv2.GaussianBlur(y, (0, 0), TEXTURE_WINDOW)
+        d = y - mu
+        sd = np.sqrt(cv2.GaussianBlur(d * d, (0, 0), TEXTURE_WINDOW))
+        n = d / (sd + floor)
+        gx = cv2.Sobel(n, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(n, cv2.CV_32F, 0, 1, ksize=3)
+        mag = cv2.magnitude(gx, gy)
+        ang = np.mod(np.arctan2(gy, gx), np.pi)
+        bins = np.minimum((ang * (TEXTURE_BINS / np.pi)).astype(np.int64), TEXTURE_BINS - 1)
+        counts = np.bincount(bins.ravel(), weights=mag.ravel(), minlength=TEXTURE_BINS)
+        hist = counts.astype(np.float64) / max(float(counts.sum()), 1e-9)
+        jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
+        jyy = cv2.GaussianBlur(gy * gy, (0, 0), 2.0)
+        jxy = cv2.GaussianBlur(gx * gy, (0, 0), 2.0)
+        trace = jxx + jyy
+        coh = np.sqrt((jxx - jyy) ** 2 + 4.0 * jxy * jxy) / (trace + 1e-6)
+        coherence = float((coh * trace).sum(dtype=np.float64) / max(float(trace.sum()), 1e-9))
+        feats.extend(float(v) for v in hist)
+        # + 0.05 bounds the log for flat images (normal photos are ~1..4 here).
+        feats.append(math.log(float(mag.mean(dtype=np.float64)) + 0.05))
+        feats.append(coherence)
+        if min(y.shape) < 16:
+            # Too small for another octave: repeat the last scale's statistics.
+            feats.extend(feats[-(TEXTURE_BINS + 2) :])
+            continue
+        y = cv2.pyrDown(y)
+    return np.asarray(feats[: TEXTURE_SCALES * (TEXTURE_BINS + 2)], dtype=np.float64)
+
+
+def texture_distance(a: Array, b: Array) -> float:
+    """Distance (>= 0) between two :func:`texture_features` vectors: summed over the
+    scales, the L1 distance of the orientation histograms (0..2 each) plus the absolute
+    difference of the log energies plus that of the coherences (0..1 each)."""
+    return float(np.abs(np.asarray(a) - np.asarray(b)).sum())
+
+
+def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict[str, Any]:
+    """How far the output moved toward the style source, in colour and in texture.
+
+    Returns ``{"output_to_style", "target_to_style", "colour_closer",
+    "texture_output_to_style", "texture_target_to_style", "texture_closer", "closer"}``:
+
+    - colour: Lab-statistics distances (:func:`lab_stats_distance`, Lab units);
+      ``colour_closer = output_to_style < target_to_style``;
+    - texture: :func:`texture_distance` of :func:`texture_features`;
+      ``texture_closer = texture_output_to_style < (1 - 0.15) * texture_target_to_style``
+      (a margin: re-encoding or a colour change alone moves it a few per cent);
+    - ``closer = colour_closer and texture_closer``: a colour transfer alone is not a
+      restyle.
+    """
+    s, ts = _source_stats(style)
+    d1 = float(np.linalg.norm(lab_stats(output) - s))
+    d2 = float(np.linalg.norm(lab_stats(target) - s))
+    t1 = texture_distance(texture_features(output), ts)
+    t2 = texture_distance(texture_features(target), ts)
+    colour_closer = bool(d1 < d2)
+    texture_closer = bool(t1 < (1.0 - TEXTURE_MARGIN) * t2)
+    return {
+        "output_to_style": d1,
+        "target_to_style": d2,
+        "colour_closer": colour_closer,
+        "texture_output_to_style": t1,
+        "texture_target_to_style": t2,
+        "texture_closer": texture_closer,
+        "closer": colour_closer and texture_closer,
+    }
+
+
+_SOURCES: ContentCache[tuple[Array, Array]] = ContentCache(8)
+
+
+def _source_stats(style: ImageLike) -> tuple[Array, Array]:
+    """(:func:`lab_stats`, :func:`texture_features`) of the style source, kept by content
+    (its pixels at the texture's working size, which both are computed from)."""
+    rgb = rgb_array(style)
+    small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
+    return _SOURCES.get(small, "style", lambda: (lab_stats(small), texture_features(small)))
