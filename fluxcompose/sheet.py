@@ -57,6 +57,25 @@ def _text_w(font: Font, text: str) -> int:
     return int(font.getlength(text))
 
 
+
+def pattern_evidence(pattern: Mapping[str, Any]) -> str:
+    """What a compare ``pattern`` result rests on, in words: ``"by 37 matched features"``,
+    ``"by colour, correlation 0.91"``, or for a miss the evidence that fell short
+    (``"12 matched features, colour correlation 0.62"``). One wording for the sheet and
+    the CLI."""
+    inliers = int(pattern.get("inliers") or 0)
+    if pattern.get("found"):
+        if pattern.get("method") == "colour":
+            return f"by colour, correlation {_fmt(pattern.get('score'))}"
+        return f"by {inliers} matched features"
+    parts = [f"{inliers} matched features"]
+    if pattern.get("colour_score") is not None:
+        parts.append(f"colour correlation {_fmt(pattern.get('colour_score'))}")
+    if pattern.get("reason"):
+        parts.append(str(pattern["reason"]))
+    return ", ".join(parts)
+
+
 def _fmt(v: Any, digits: int = 3) -> str:
     if v is None:
         return "n/a"
@@ -252,7 +271,7 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
         rel = pattern.get("relative_to", "image")
         lines.append(
             (
-                f"pattern: found, {pattern.get('inliers')} inliers, width "
+                f"pattern: found {pattern_evidence(pattern)}, width "
                 f"{_fmt(pattern.get('width_fraction'))} of the {rel}, "
                 f"offset ({_signed(off[0])}, {_signed(off[1])}) (relative_to {rel})",
                 PATTERN_TEXT_C,
@@ -267,7 +286,7 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
                 )
             )
     else:
-        lines.append((f"pattern: NOT found ({pattern.get('inliers', 0)} inliers)", FAIL_C))
+        lines.append((f"pattern: NOT found ({pattern_evidence(pattern)})", FAIL_C))
     style = data.get("style")
     if style is None:
         lines.append(("style: not measured (no style image)", MUTED))

@@ -214,3 +214,17 @@ def test_pattern_features_are_computed_once_per_content() -> None:
     assert other is not first
     sizes = [level.size for level in first.levels]
     assert sizes == [(s, s) for s in pattern.PATTERN_SIDES]
+
+
+def test_the_sheet_and_cli_say_what_a_find_rests_on() -> None:
+    """A colour find is never reported as "N inliers": the words name the evidence."""
+    from fluxcompose.sheet import pattern_evidence
+
+    assert pattern_evidence({"found": True, "method": "features", "inliers": 37}) == (
+        "by 37 matched features"
+    )
+    colour = {"found": True, "method": "colour", "inliers": 4, "score": 0.912}
+    assert pattern_evidence(colour) == "by colour, correlation 0.912"
+    assert "inliers" not in pattern_evidence(colour)
+    miss = {"found": False, "inliers": 3, "colour_score": 0.62, "reason": "nothing changed"}
+    assert pattern_evidence(miss) == "3 matched features, colour correlation 0.620, nothing changed"

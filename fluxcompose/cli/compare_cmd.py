@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from ..errors import RecipeError
+from ..sheet import pattern_evidence
 from ._common import SubjectBoxType, notice, print_json
 
 __all__ = ["compare"]
@@ -74,7 +75,7 @@ def _summary(d: dict[str, Any]) -> list[str]:
             off = p.get("center_offset") or [0.0, 0.0]
             rel = p.get("relative_to", "image")
             lines.append(
-                f"pattern       found, {p['inliers']} inliers, box {_fmt(p['box'])}, "
+                f"pattern       found {pattern_evidence(p)}, box {_fmt(p['box'])}, "
                 f"width {_fmt(p['width_fraction'])} of the {rel}'s width, "
                 f"offset [{off[0]:+.3f}, {off[1]:+.3f}] of the {rel}"
             )
@@ -84,7 +85,7 @@ def _summary(d: dict[str, Any]) -> list[str]:
                     f"placement point, {_fmt(p.get('on_garment'))} on the garment"
                 )
         else:
-            lines.append(f"pattern       not found ({p['inliers']} inliers)")
+            lines.append(f"pattern       not found ({pattern_evidence(p)})")
     s = d.get("style")
     if s is not None:
         lines.append(
