@@ -29,16 +29,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import ErrorKind, GenerationError, PermanentError, error_kind
 from .images import write_bytes_atomic
 from .journal import JobState, Journal
-from .run import (
-    JobOutcome,
-    PreparedJob,
-    _public_task_id,
-    cost_record,
-    finish_job,
-    generate_with_retries,
-    save_result,
-    write_sidecar,
-)
+from .prepare import PreparedJob
+from .provenance import JobOutcome, billed_fields, cost_record, public_task_id, write_sidecar
+from .run import finish_job, generate_with_retries, image_ok, save_result
 from .scoring import UNMEASURED, Score, score_checks
 
 if TYPE_CHECKING:
@@ -51,6 +44,9 @@ __all__ = [
     "candidate_dir",
     "candidate_job",
     "candidate_seeds",
+    "Choice",
+    "choice",
+    "choice_line",
     "choose",
     "run_candidates",
 ]
@@ -62,7 +58,6 @@ SEED_MAX = 2**31 - 1
 FinishFn = Callable[
     [PreparedJob, Path, Path, "str | None", dict[str, float], dict[str, Any]], JobOutcome
 ]
-BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
 
 
 @dataclass
@@ -106,7 +101,7 @@ class Candidate:
             "output": rel(self.output_path),
             "sidecar": rel(self.sidecar_path),
             "sheet": rel(self.sheet_path),
-            "task_id": _public_task_id(self.task_id),
+            "task_id": public_task_id(self.task_id),
             "error": self.error,
         }
 
@@ -162,6 +157,116 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
         if best is None or s > (best.score or UNMEASURED):
             best = c
     return best
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which candidate becomes the job, and on what grounds (DESIGN.md section 12).
+
+    ``chosen_by``: ``"checks"`` (it passes the checks, or passes more of them than any
+    other), ``"margin"`` (among candidates passing the same number of measured checks, the
+    margins past the thresholds decided) or ``"none"`` (the checks cannot rank them: the
+    first finished candidate is kept and the job is flagged for review). ``reason`` says why
+    in words, for the sidecar and stderr.
+    """
+
+    candidate: Candidate
+    chosen_by: str  # "checks" | "margin" | "none"
+    reason: str
+
+    @property
+    def flagged(self) -> bool:
+        """A blind choice: a person must look (the review page's flag)."""
+        return self.chosen_by == "none"
+
+
+def _unmeasured_everywhere(done: Sequence[Candidate]) -> tuple[list[str], str | None]:
+    """The checks measured on none of ``done`` (sorted), and the first reason given."""
+    names: set[str] | None = None
+    why: str | None = None
+    for c in done:
+        checks = (c.metrics or {}).get("checks") or {}
+        missing = {n for n, e in checks.items() if not isinstance(e, dict) or e.get("pass") is None}
+        names = missing if names is None else names & missing
+    for c in done:
+        for n, e in ((c.metrics or {}).get("checks") or {}).items():
+            if n in (names or set()) and isinstance(e, dict) and e.get("reason"):
+                why = why or str(e["reason"])
+    return sorted(names or ()), why
+
+
+def choice(candidates: Sequence[Candidate]) -> Choice | None:
+    """Choose among the finished candidates, never blindly; None when none finished.
+
+    - None were measured (compare off or failed, no checks): ``none``, the first kept.
+    - The best passes every check, or passes more checks than every other: ``checks``.
+    - Otherwise the best ties with another on checks passed. When some check was measured on
+      none of them (e.g. no subject was found), that check might have told them apart, so
+      the margins of the others decide nothing: ``none``, the first kept. Else ``margin``.
+    """
+    done = [c for c in candidates if c.state == JobState.DONE.value]
+    best = choose(done)
+    if best is None:
+        return None
+    first = done[0]
+    scores = [c.score or UNMEASURED for c in done]
+    measured = [
+        c for c in done if (c.metrics or {}).get("checks") and not (c.metrics or {}).get("error")
+    ]
+    if not measured:
+        if any((c.metrics or {}).get("error") for c in done):
+            why = "compare failed on every candidate"
+        elif all(c.metrics is None for c in done):
+            why = "no candidate was compared (--no-compare, or nothing to compare against)"
+        else:
+            why = "the recipe has no checks"
+        return Choice(first, "none", f"{why}: the checks cannot rank them; kept the first")
+    bscore = best.score or UNMEASURED
+    n_checks = max(s.total for s in scores)
+    rivals = [c for c, s in zip(done, scores, strict=True) if c is not best]
+    tied = [c for c in rivals if (c.score or UNMEASURED).passed == bscore.passed]
+    blind, blind_why = _unmeasured_everywhere(done)
+    if bscore.all_passed:
+        return Choice(
+            best,
+            "checks",
+            f"passes all {bscore.total} checks"
+            + (f"; the largest margin of the {len(tied) + 1} that do" if tied else ""),
+        )
+    if not tied:
+        return Choice(
+            best,
+            "checks",
+            f"passes {bscore.passed} of {n_checks} checks, more than any other candidate",
+        )
+    if blind:
+        detail = f" ({blind_why})" if blind_why else ""
+        return Choice(
+            first,
+            "none",
+            f"{', '.join(blind)} not measured on any candidate{detail}: the checks cannot "
+            f"rank them; kept the first",
+        )
+    return Choice(
+        best,
+        "margin",
+        f"{len(tied) + 1} candidates pass the same {bscore.passed} of {n_checks} checks; "
+        f"chosen by the largest margin past the thresholds",
+    )
+
+
+def choice_line(sidecar: dict[str, Any]) -> str:
+    """The one line ``run`` prints about a best-of-N job's choice (from its sidecar)."""
+    cands = sidecar.get("candidates") or []
+    drawn = sum(1 for x in cands if x.get("state") != "pending")
+    asked = f"{drawn} drawn ({len(cands)} asked)"
+    reason = sidecar.get("chosen_reason") or ""
+    if sidecar.get("chosen_by") == "none":
+        return (
+            f"candidates: no choice made among {asked}: {reason}"
+            f" (candidate {sidecar.get('chosen')}); flagged for review"
+        )
+    return f"candidates: chose {sidecar.get('chosen')} of {asked} by {sidecar.get('chosen_by')}: {reason}"
 
 
 class _Rec:
@@ -221,12 +326,6 @@ def _score(metrics: dict[str, Any] | None) -> Score:
     return score_checks(metrics.get("checks") or {})
 
 
-def _image_ok(path: Path | None) -> bool:
-    from .batch.plan import image_ok
-
-    return image_ok(path)
-
-
 def run_candidates(
     prepared: PreparedJob,
     backend: Backend,
@@ -264,9 +363,9 @@ def run_candidates(
             retry = retry_failed and c.error_kind != ErrorKind.MODERATED
             if not retry:
                 continue
-            if c.output_path is not None and _image_ok(c.output_path):
+            if c.output_path is not None and image_ok(c.output_path):
                 c.state = JobState.DOWNLOADED.value  # paid, failed only while finishing
-        if c.state == JobState.DOWNLOADED.value and _image_ok(c.output_path):
+        if c.state == JobState.DOWNLOADED.value and image_ok(c.output_path):
             assert c.output_path is not None
             timings: dict[str, float] = {}
             billed: dict[str, Any] = {}
@@ -286,8 +385,8 @@ def run_candidates(
         _finish_one(cjob, c, output, cdir, task_id, timings, billed, rec, hooks, backend, compare)
         if hooks.on_finished is not None:
             hooks.on_finished(c)
-    best = choose(cands)
-    if best is None:
+    picked = choice(cands)
+    if picked is None:
         if not all(c.state == JobState.FAILED.value for c in cands):
             return None  # not all drawn yet (a stop between candidates)
         if last_error is not None:
@@ -296,7 +395,7 @@ def run_candidates(
         raise GenerationError(
             f"all {n} candidates failed (the last: {why})", job_id=prepared.job_id
         )
-    return _write_job(prepared, outdir, cands, best), cands
+    return _write_job(prepared, outdir, cands, picked), cands
 
 
 def _generate(
@@ -352,7 +451,7 @@ def _generate(
                 c.error_kind = error_kind(exc)
                 rec.update(c.index, state=c.state, error=c.error, error_kind=c.error_kind)
                 return exc
-        billed = {k: result.extra[k] for k in BILLED_KEYS if k in (result.extra or {})}
+        billed = billed_fields(result.extra)
         paid = float(cost_record(cjob, billed)["usd"])
         c.cost_usd += paid
         c.output_path, c.state = output, JobState.DOWNLOADED.value
@@ -415,9 +514,11 @@ def _finish_one(
 
 
 def _write_job(
-    prepared: PreparedJob, outdir: Path, cands: list[Candidate], best: Candidate
+    prepared: PreparedJob, outdir: Path, cands: list[Candidate], picked: Choice
 ) -> JobOutcome:
-    """Copy the chosen candidate to ``<job>.<ext>`` (and its sheet), write the job's sidecar."""
+    """Copy the chosen candidate to ``<job>.<ext>`` (and its sheet), write the job's sidecar
+    with the choice's grounds (``chosen_by``, ``chosen_reason``, ``flagged_for_review``)."""
+    best = picked.candidate
     assert best.output_path is not None and best.sidecar_path is not None
     job_id = prepared.job_id
     ext = best.output_path.suffix
@@ -451,6 +552,9 @@ def _write_job(
     side["sheet"] = sheet.name if sheet else None
     side["cost_usd"] = total
     side["chosen"] = best.index + 1
+    side["chosen_by"] = picked.chosen_by
+    side["chosen_reason"] = picked.reason
+    side["flagged_for_review"] = picked.flagged
     side["candidates"] = [c.describe(outdir, c is best) for c in cands]
     side["stop_on_pass_saved"] = sum(1 for c in cands if c.state == JobState.PENDING.value)
     sidecar = write_sidecar(outdir, job_id, side)

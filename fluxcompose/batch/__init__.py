@@ -33,7 +33,9 @@ from ..journal import JobState, Journal
 from ..pairs import Pairs, read_pairs
 from ..recipes import Recipe
 from ..report import ReportWriter
-from ..run import resolve_model, warm_up
+from ..request import resolve_model
+from ..run import warm_up
+from .candidates_hook import run_job_candidates
 from .config import BatchConfig, BatchOptions
 from .lock import locked_outdir
 from .pipeline import Pipeline
@@ -151,6 +153,7 @@ def _run_locked(
         concurrency=concurrency,
         progress=progress,
         stop=stop,
+        candidates=run_job_candidates,
     )
     if concurrency < cfg.concurrency:
         pipe.say(

@@ -27,22 +27,24 @@ from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind, GenerationError, InputError, PermanentError, error_kind
 from ..journal import JobState, Journal
-from ..run import PreparedJob, cost_record, generate_with_retries, prepare_job, save_result
+from ..prepare import PreparedJob, prepare_job
+from ..provenance import billed_fields, cost_record
+from ..run import generate_with_retries, image_ok, save_result
 from .config import BatchConfig
 from .finish import FinishTask, finish_in_worker, one_line, start_workers
-from .plan import Action, WorkItem, decide, image_ok, provisional_id
+from .plan import Action, WorkItem, decide, provisional_id
 from .progress import Ledger, ProgressReporter
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
-__all__ = ["Pipeline"]
+__all__ = ["BatchJob", "CandidatesRunner", "Pipeline", "ReadyJob"]
 
 _EPS = 1e-9  # dollars: 3 x 0.035 must fit a 0.105 budget despite float rounding
 
 
 @dataclass
-class _Job:
+class BatchJob:
     """One row's job on its worker thread."""
 
     item: WorkItem
@@ -55,7 +57,7 @@ class _Job:
 
 
 @dataclass
-class _Ready:
+class ReadyJob:
     """A composed job, cleared to go: to the network, or straight to finishing."""
 
     prepared: PreparedJob
@@ -64,8 +66,17 @@ class _Ready:
     cost_recorded: bool = False  # the journal already counts this job's price
 
 
+# Runs one best-of-N job on the pipeline's budget, slots and workers (a layer above this
+# module: :func:`fluxcompose.batch.candidates_hook.run_job_candidates`, given by the caller).
+CandidatesRunner = Callable[["Pipeline", BatchJob, ReadyJob], None]
+
+
 class Pipeline:
-    """One batch run's workers and the state they share (behind ``_lock``)."""
+    """One batch run's workers and the state they share (behind ``_lock``).
+
+    ``candidates`` runs a job with ``cfg.candidates`` > 1; the caller gives it, so that this
+    module, the single-job pipeline, knows nothing of best-of-N.
+    """
 
     def __init__(
         self,
@@ -77,8 +88,10 @@ class Pipeline:
         concurrency: int,
         progress: ProgressReporter | None,
         stop: threading.Event,
+        candidates: CandidatesRunner | None = None,
     ) -> None:
         self.cfg = cfg
+        self.candidates = candidates
         self.backend = backend
         self.outdir = outdir
         self.ledger = ledger
@@ -136,7 +149,7 @@ class Pipeline:
 
     def _worker(self) -> None:
         while (item := self._next()) is not None:
-            job = _Job(item)
+            job = BatchJob(item)
             try:
                 self._job(job)
             except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
@@ -145,16 +158,18 @@ class Pipeline:
                 with self._lock:
                     self.reserved_usd -= job.reserved
 
-    def _job(self, job: _Job) -> None:
+    def _job(self, job: BatchJob) -> None:
         """One job, start to end."""
         ready = self._prepare(job)
         if ready is None:
             return
         if self.cfg.candidates > 1:
-            self._candidates(job, ready)  # best-of-N: fluxcompose.candidates
+            if self.candidates is None:
+                raise RuntimeError("a best-of-N batch needs its candidates runner")
+            self.candidates(self, job, ready)  # best-of-N: fluxcompose.candidates
             return
         if ready.saved is not None:
-            self._reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
+            self.reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
             output, task_id = ready.saved, ready.resume_task_id
         else:
             got = self._network(job, ready)
@@ -163,7 +178,7 @@ class Pipeline:
             output, task_id = got
         self._finish(job, ready, output, task_id)
 
-    def _crashed(self, job: _Job, exc: BaseException) -> None:
+    def _crashed(self, job: BatchJob, exc: BaseException) -> None:
         """Anything unexpected fails this job only."""
         item, job_id = job.item, job.job_id
         if job_id is None:
@@ -178,7 +193,7 @@ class Pipeline:
 
     # -- prepare: compose, learn the job id, and route the job ----------------------
 
-    def _prepare(self, job: _Job) -> _Ready | None:
+    def _prepare(self, job: BatchJob) -> ReadyJob | None:
         item = job.item
         row = item.row
         try:
@@ -233,7 +248,9 @@ class Pipeline:
             # failed while finishing already has its price in the journal.
             self.journal.mark_downloaded(job_id, str(prev.output_path))
             self.ledger.set_state(job_id, JobState.DOWNLOADED)
-            return _Ready(prepared, prev.task_id, Path(str(prev.output_path)), cost_recorded=failed)
+            return ReadyJob(
+                prepared, prev.task_id, Path(str(prev.output_path)), cost_recorded=failed
+            )
         resume = prev.task_id if action is Action.RESUME else None
         if failed:
             if resume is not None:
@@ -241,11 +258,11 @@ class Pipeline:
             else:
                 self.journal.mark_pending(job_id)
         self.ledger.set_state(job_id, JobState.SUBMITTED if resume else JobState.PENDING)
-        return _Ready(prepared, resume)
+        return ReadyJob(prepared, resume)
 
     # -- network: submit (or poll a stored task), wait, download at once -------------
 
-    def _reserve(self, job: _Job, price: float, *, force: bool) -> bool:
+    def reserve(self, job: BatchJob, price: float, *, force: bool) -> bool:
         """Reserve ``price`` USD for a job about to start; False when it must not start.
 
         ``force`` reserves without checking: for work already paid (a resumed task).
@@ -272,7 +289,13 @@ class Pipeline:
             return False
         return True
 
-    def _network(self, job: _Job, ready: _Ready) -> tuple[Path, str | None] | None:
+    def release(self, job: BatchJob, price: float) -> None:
+        """Give back ``price`` USD reserved for ``job`` (its cost is in the journal now)."""
+        with self._lock:
+            self.reserved_usd -= price
+            job.reserved -= price
+
+    def _network(self, job: BatchJob, ready: ReadyJob) -> tuple[Path, str | None] | None:
         """The paid part; None when the job did not reach a result (it stays journaled)."""
         with self.network:
             got = self._generate(job, ready)
@@ -286,7 +309,9 @@ class Pipeline:
         self.ledger.set_state(ready.prepared.job_id, JobState.DOWNLOADED)
         return output, task_id
 
-    def _generate(self, job: _Job, ready: _Ready) -> tuple[Path, str | None, int, float] | None:
+    def _generate(
+        self, job: BatchJob, ready: ReadyJob
+    ) -> tuple[Path, str | None, int, float] | None:
         """Submit (or poll a stored task), wait, download at once; holds a network slot.
 
         Returns (output, task id, attempts not yet journaled, start time), or None when
@@ -295,7 +320,7 @@ class Pipeline:
         prepared = ready.prepared
         job_id = prepared.job_id
         resuming = ready.resume_task_id is not None
-        if self.stop.is_set() or not self._reserve(job, float(prepared.price_usd), force=resuming):
+        if self.stop.is_set() or not self.reserve(job, float(prepared.price_usd), force=resuming):
             return None  # stays pending (or submitted) for the next run
         self.ledger.network(+1, submitted=not resuming)
         # The attempt count and start time ride on the next write (no extra commit on the
@@ -341,7 +366,7 @@ class Pipeline:
         return output, result.task_id or ready.resume_task_id, uncounted, started_at
 
     def _network_failed(
-        self, job: _Job, exc: GenerationError, attempts: int, started_at: float
+        self, job: BatchJob, exc: GenerationError, attempts: int, started_at: float
     ) -> None:
         job_id = job.job_id
         assert job_id is not None
@@ -363,7 +388,7 @@ class Pipeline:
 
     # -- finish: in a worker process, then done -------------------------------------
 
-    def _finish(self, job: _Job, ready: _Ready, output: Path, task_id: str | None) -> None:
+    def _finish(self, job: BatchJob, ready: ReadyJob, output: Path, task_id: str | None) -> None:
         prepared = ready.prepared
         job_id = prepared.job_id
         task = FinishTask(
@@ -374,7 +399,7 @@ class Pipeline:
             self.cfg.compare,
             task_id,
             dict(job.timings),
-            billed=_billed_fields(job.billed),
+            billed=billed_fields(job.billed),
         )
         done = finish_in_worker(task, workers=self.finish_workers)
         paid = float(cost_record(prepared, job.billed)["usd"])
@@ -397,18 +422,3 @@ class Pipeline:
             thumbs=done.thumbs,
         )
         self.ledger.set_state(job_id, JobState.DONE, finished=True)
-
-    # -- best-of-N: every candidate journaled, reserved and finished like a job ----------
-
-    def _candidates(self, job: _Job, ready: _Ready) -> None:
-        from .candidates_hook import run_job_candidates
-
-        run_job_candidates(self, job, ready)
-
-
-_BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
-
-
-def _billed_fields(extra: dict[str, object]) -> dict[str, object]:
-    """The price fields of a result's ``extra`` (all a finish worker needs of it)."""
-    return {k: extra[k] for k in _BILLED_KEYS if k in extra}

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..batch import BatchConfig
     from ..recipes import Recipe
-    from ..run import ComposeOptions, RequestOptions
+    from ..request import ComposeOptions, RequestOptions
 
 
 class RatioType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
@@ -344,7 +344,7 @@ def compose_options(f: _F) -> _F:
     from ..recipes import COMPOSE_KEYS  # a recipe's [compose] keys: the same names
 
     def build(**values: Any) -> ComposeOptions:
-        from ..run import ComposeOptions
+        from ..request import ComposeOptions
 
         return ComposeOptions(**values)
 
@@ -446,7 +446,7 @@ def build_request_options(
     guidance: float | None = None,
 ) -> RequestOptions:
     """RequestOptions from the parsed flags; a fixed ratio is validated here, at the edge."""
-    from ..run import RequestOptions
+    from ..request import RequestOptions
 
     if aspect_ratio is not None:
         rule = aspect_ratio.strip()

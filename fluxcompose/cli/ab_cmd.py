@@ -27,7 +27,7 @@ from ._common import (
 from .batch_cmd import _stop_on_signals, redacted_command
 
 if TYPE_CHECKING:
-    from ..run import ComposeOptions, RequestOptions
+    from ..request import ComposeOptions, RequestOptions
 
 __all__ = ["ab_cmd"]
 

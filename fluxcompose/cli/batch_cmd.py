@@ -34,7 +34,7 @@ from ._common import (
 
 if TYPE_CHECKING:
     from ..batch import BatchSummary
-    from ..run import ComposeOptions, RequestOptions
+    from ..request import ComposeOptions, RequestOptions
 
 __all__ = ["batch", "redacted_command"]
 
@@ -151,7 +151,7 @@ def batch(
     """
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
-    from ..run import JobSpec, resolve_model, typical_price
+    from ..request import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")

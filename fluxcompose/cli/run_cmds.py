@@ -23,7 +23,7 @@ from ._common import (
 )
 
 if TYPE_CHECKING:
-    from ..run import ComposeOptions, RequestOptions
+    from ..request import ComposeOptions, RequestOptions
 
 
 @click.command("run")
@@ -85,7 +85,8 @@ def run_cmd(
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
       fluxcompose run a.png b.jpg -r pattern-transfer --model flux-2-pro --references separate
     """
-    from ..run import JobSpec, complete_job, prepare_job, warm_up
+    from ..request import JobSpec
+    from ..run import complete_job, prepare_job, warm_up
 
     spec = JobSpec(
         recipe=load_recipe_arg(recipe),
@@ -120,19 +121,26 @@ def run_cmd(
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
         notice(f"attempt {attempt} failed ({' '.join(str(exc).split())}); retrying in {delay:.1f}s")
 
-    outcome = complete_job(
-        prepared,
-        backend_obj,
-        outdir,
-        compare=job.compare,
-        on_retry=on_retry,
-        candidates=candidates,
-        stop_on_pass=stop_on_pass,
-    )
-    if outcome.sidecar.get("candidates"):
-        c = outcome.sidecar["candidates"]
-        drawn = sum(1 for x in c if x["state"] != "pending")
-        notice(f"candidates: chose {outcome.sidecar['chosen']} of {drawn} drawn ({len(c)} asked)")
+    if candidates > 1:
+        # Best-of-N: a layer above one job (DESIGN.md section 12).
+        from ..candidates import CandidateHooks, choice_line, run_candidates
+
+        got = run_candidates(
+            prepared,
+            backend_obj,
+            outdir,
+            n=candidates,
+            stop_on_pass=stop_on_pass,
+            compare=job.compare,
+            hooks=CandidateHooks(on_retry=on_retry),
+        )
+        assert got is not None  # no journal, no budget, no stop: every candidate is drawn
+        outcome = got[0]
+        notice(choice_line(outcome.sidecar))
+    else:
+        outcome = complete_job(
+            prepared, backend_obj, outdir, compare=job.compare, on_retry=on_retry
+        )
     if as_json:
         print_json(outcome.sidecar)
     for warning in outcome.sidecar.get("backend_notes", {}).get("warnings") or []:
