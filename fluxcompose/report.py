@@ -26,7 +26,10 @@ from .journal import JobRow
 __all__ = [
     "REPORT_NAME",
     "THUMBS_DIR",
+    "VERDICTS",
     "ReportWriter",
+    "checks_verdict",
+    "count_verdicts",
     "make_thumbs",
     "render_report",
     "write_report",
@@ -36,6 +39,42 @@ REPORT_NAME = "report.html"
 LIVE_REFRESH_S = 5  # seconds between reloads of a running batch's page
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 160  # longest side, pixels
+
+
+# A done job's checks: passed, failed, or not measured (never counted as a pass or a fail).
+VERDICTS = ("passed", "failed", "not_measured")
+
+
+def checks_verdict(job: JobRow) -> str | None:
+    """The verdict of a job's checks (DESIGN.md section 7); None for a job not done.
+
+    From the metrics' checks when there are any: ``failed`` when one failed, else
+    ``not_measured`` when one was not measured (``pass`` null, e.g. no subject found),
+    else ``passed``. Without them (compare off or failed, no checks, an old journal):
+    ``checks_passed`` True or False, else ``not_measured``.
+    """
+    if job.state != "done":
+        return None
+    metrics = job.metrics if isinstance(job.metrics, Mapping) else {}
+    checks = metrics.get("checks")
+    if isinstance(checks, Mapping) and checks:
+        results = [c.get("pass") if isinstance(c, Mapping) else None for c in checks.values()]
+        if any(r is False for r in results):
+            return "failed"
+        return "not_measured" if any(r is not True for r in results) else "passed"
+    if metrics.get("error") or job.checks_passed is None:
+        return "not_measured"
+    return "passed" if job.checks_passed else "failed"
+
+
+def count_verdicts(jobs: Sequence[JobRow]) -> dict[str, int]:
+    """``{"passed", "failed", "not_measured"}``: how many done jobs have each verdict."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    for job in jobs:
+        verdict = checks_verdict(job)
+        if verdict is not None:
+            counts[verdict] += 1
+    return counts
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -110,7 +149,8 @@ img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc;backgro
 .srcs{display:flex;gap:4px}
 .state-done{color:#17692e;font-weight:600}.state-failed{color:#b3261e;font-weight:600}
 .state-pending,.state-submitted,.state-downloaded{color:#8a6d00;font-weight:600}
-.pass{color:#17692e}.fail{color:#b3261e}
+.pass{color:#17692e}.fail{color:#b3261e}.unmeasured{color:#8a5a00;background:#fff3cd;padding:0 .3em;border-radius:3px}
+.totals .unmeasured{padding:0 .4em}
 .err{color:#b3261e;min-width:12em;max-width:28em;overflow-wrap:anywhere}
 .id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;white-space:nowrap}
 .muted{color:#888}
@@ -182,6 +222,26 @@ def _candidates_strip(cands: Any) -> str:
     return f'<div class="strip">{"".join(items)}</div>'
 
 
+def _verdict_html(job: JobRow) -> str:
+    """The checks cell: pass, fail, or not measured in amber with the reasons as its title."""
+    verdict = checks_verdict(job)
+    if verdict == "passed":
+        return '<span class="pass">pass</span>'
+    if verdict == "failed":
+        return '<span class="fail">fail</span>'
+    if verdict is None:
+        return '<span class="muted">–</span>'
+    checks = _metric(job.metrics, "checks")
+    reasons: list[str] = []
+    if isinstance(checks, Mapping):
+        for name, c in checks.items():
+            if isinstance(c, Mapping) and c.get("pass") is None:
+                reasons.append(f"{name}: {c.get('reason') or 'not measured'}")
+    if not reasons:
+        reasons.append(str(_metric(job.metrics, "error") or "no checks were run"))
+    return f'<span class="unmeasured" title="{_e("; ".join(reasons))}">not measured</span>'
+
+
 def _row_html(job: JobRow, outdir: Path) -> str:
     thumbs = job.thumbs or {}
     src_thumbs: list[str] = list(thumbs.get("sources") or [])
@@ -210,17 +270,12 @@ def _row_html(job: JobRow, outdir: Path) -> str:
             inner = _e(Path(job.output_path).name)
         out_html = f'<a href="{href}">{inner}</a>'
     out_html += _candidates_strip(thumbs.get("candidates"))
+    if job.flagged_for_review:
+        why = f": {job.flag_reason}" if job.flag_reason else ""
+        out_html += f'<div class="unmeasured">flagged for review{_e(why)}</div>'
 
     m = job.metrics
-    checks = (
-        '<span class="muted">–</span>'
-        if job.checks_passed is None
-        else (
-            '<span class="pass">pass</span>'
-            if job.checks_passed
-            else '<span class="fail">fail</span>'
-        )
-    )
+    checks = _verdict_html(job)
     id_html = _e(job.job_id)
     if job.sidecar_path:
         id_html = f'<a href="{_href(job.sidecar_path, outdir)}">{id_html}</a>'
@@ -264,20 +319,28 @@ def render_report(
     for job in jobs:
         counts[job.state] = counts.get(job.state, 0) + 1
     spent = sum(j.cost_usd for j in jobs) if spent_usd is None else spent_usd
-    checked = [j for j in jobs if j.checks_passed is not None]
-    passed = sum(1 for j in checked if j.checks_passed)
+    verdicts = count_verdicts(jobs)
+    judged = sum(verdicts.values())
     in_progress = sum(counts.get(s, 0) for s in ("pending", "submitted", "downloaded"))
     totals = [
         ("jobs", str(len(jobs))),
         ("done", str(counts.get("done", 0))),
         ("failed", str(counts.get("failed", 0))),
         ("not finished", str(in_progress)),
-        ("checks passed", f"{passed}/{len(checked)}" if checked else "–"),
+        # Three apart: a check not measured is neither a pass nor a fail.
+        ("checks passed", f"{verdicts['passed']}/{judged}" if judged else "–"),
+        ("checks failed", str(verdicts["failed"])),
+        ("checks not measured", str(verdicts["not_measured"])),
         ("spent", f"${spent:.3f}"),
     ]
     for key, value in (extra or {}).items():
         totals.append((str(key), str(value)))
-    totals_html = "".join(f"<div><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
+    totals_html = "".join(
+        f'<div class="unmeasured"><b>{_e(v)}</b>{_e(k)}</div>'
+        if k == "checks not measured" and v != "0"
+        else f"<div><b>{_e(v)}</b>{_e(k)}</div>"
+        for k, v in totals
+    )
     rows = "\n".join(_row_html(j, out) for j in jobs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     refresh = f'<meta http-equiv="refresh" content="{LIVE_REFRESH_S}">' if live else ""

@@ -203,6 +203,12 @@ def _print_summary(summary: BatchSummary) -> None:
         f" {summary.get('pending', 0)} not finished; spent ${summary['spent_usd']:.3f} in total;"
         f" {summary['wall_s']:.1f} s"
     )
+    if summary["done"]:
+        notice(
+            f"fluxcompose: checks: {summary['checks_passed']} passed,"
+            f" {summary['checks_failed']} failed,"
+            f" {summary['checks_not_measured']} not measured"
+        )
     errors = summary.get("errors") or []
     for err in errors[:10]:
         notice(f"  failed: {err['error']}")
