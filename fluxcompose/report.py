@@ -88,9 +88,31 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _thumb_bytes(image: Image.Image, size: int) -> bytes:
     im = image.convert("RGB") if image.mode != "RGB" else image.copy()
     im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return _jpeg(im)
+
+
+def _jpeg(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=80)
     return buf.getvalue()
+
+
+def _cell_thumbs(
+    canvas: Image.Image, boxes: Sequence[tuple[int, int, int, int]], size: int
+) -> list[bytes]:
+    """Each cell of the canvas shrunk to at most ``size`` (longest side), as JPEG: the
+    canvas is box-reduced once by the integer factor Pillow's ``thumbnail`` would take for
+    the smallest cell (keeping at least twice ``size``), then each cell is resized."""
+    longest = min(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes)
+    k = max(1, int(longest / size / 2.0))
+    im = canvas.convert("RGB") if canvas.mode != "RGB" else canvas
+    small = im.reduce(k) if k > 1 else im
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        cell = small.crop((x0 // k, y0 // k, max(x0 // k + 1, x1 // k), max(y0 // k + 1, y1 // k)))
+        cell.thumbnail((size, size), Image.Resampling.BILINEAR)
+        out.append(_jpeg(cell))
+    return out
 
 
 def make_thumbs(
@@ -116,9 +138,9 @@ def make_thumbs(
     if canvas is not None and cells:
         try:
             im = Image.open(io.BytesIO(canvas)) if isinstance(canvas, bytes) else canvas
-            for i, box in enumerate(cells, start=1):
+            for i, data in enumerate(_cell_thumbs(im, cells, size), start=1):
                 name = f"{job_id}.src{i}.jpg"
-                _write_atomic(folder / name, _thumb_bytes(im.crop(box), size))
+                _write_atomic(folder / name, data)
                 result["sources"].append(f"{THUMBS_DIR}/{name}")
         except (OSError, ValueError):
             result["sources"] = []
