@@ -380,19 +380,11 @@ def render_report(
     )
 
 
-def write_report(
-    outdir: str | Path,
-    jobs: Sequence[JobRow],
-    *,
-    title: str = "fluxcompose batch",
-    spent_usd: float | None = None,
-    extra: Mapping[str, Any] | None = None,
-    live: bool = False,
-) -> Path:
-    """Write ``OUTDIR/report.html`` atomically and return its path."""
+def write_report(outdir: str | Path, jobs: Sequence[JobRow], **options: Any) -> Path:
+    """Write ``OUTDIR/report.html`` atomically and return its path; ``options`` are
+    :func:`render_report`'s (``title``, ``spent_usd``, ``extra``, ``live``)."""
     path = Path(outdir) / REPORT_NAME
-    page = render_report(outdir, jobs, title=title, spent_usd=spent_usd, extra=extra, live=live)
-    _write_atomic(path, page.encode("utf-8"))
+    _write_atomic(path, render_report(outdir, jobs, **options).encode("utf-8"))
     return path
 
 

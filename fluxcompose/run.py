@@ -371,21 +371,14 @@ def finish_job(
 # --------------------------------------------------------------------------- one job
 
 
-def run_job(
-    spec: JobSpec,
-    backend: Backend,
-    outdir: Path,
-    *,
-    compare: bool = True,
-    max_attempts: int = 4,
-    on_retry: Callable[[int, BaseException, float], None] | None = None,
-) -> JobOutcome:
+def run_job(spec: JobSpec, backend: Backend, outdir: Path, **options: Any) -> JobOutcome:
     """Run one job end to end and write ``<job>.<ext>``, ``<job>.canvas.<ext>`` (or
-    ``<job>.ref1.<ext>``, ... for separate references) and ``<job>.json``."""
+    ``<job>.ref1.<ext>``, ... for separate references) and ``<job>.json``.
+
+    ``options`` are :func:`complete_job`'s: ``compare`` (True), ``max_attempts`` (4) and
+    ``on_retry(attempt, error, delay_s)``."""
     prepared = prepare_job(spec, backend_name=backend.name)
-    return complete_job(
-        prepared, backend, outdir, compare=compare, max_attempts=max_attempts, on_retry=on_retry
-    )
+    return complete_job(prepared, backend, outdir, **options)
 
 
 def complete_job(

@@ -7,7 +7,8 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import click
 
@@ -130,6 +131,48 @@ class PromptOptions:
     variables: dict[str, str] = field(default_factory=dict)
     compare: bool = True
     subject_box: tuple[float, float, float, float] | None = None
+
+
+recipe_option = click.option(
+    "--recipe",
+    "-r",
+    default=None,
+    metavar="NAME|PATH",
+    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
+)
+
+
+def outdir_option(help_text: str) -> _Option:
+    """A required ``-o/--outdir`` folder (batch and ab: where the resumable work lives)."""
+    return click.option("-o", "--outdir", required=True, type=click.Path(path_type=Path),
+                        help=help_text)  # fmt: skip
+
+
+class JobOptions(NamedTuple):
+    """Everything run, batch and ab ask of one job: backend, request, prompt, canvas and
+    best-of-N (``backend, request, job, compose, candidates, stop_on_pass = opts``)."""
+
+    backend: BackendChoice
+    request: RequestOptions
+    job: PromptOptions
+    compose: ComposeOptions
+    candidates: int = 1
+    stop_on_pass: bool = False
+
+
+def job_options(f: _F) -> _F:
+    """The option bundles of one job (:class:`JobOptions`) -> one argument ``opts``."""
+    from ._candidate_options import candidate_options
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts = JobOptions(*(kwargs.pop(name) for name in JobOptions._fields))
+        return f(*args, opts=opts, **kwargs)
+
+    out: Any = wrapper
+    for add in (candidate_options, compose_options, prompt_options, request_options):
+        out = add(out)
+    return cast(_F, backend_options(out))
 
 
 def backend_options(f: _F) -> _F:
@@ -401,19 +444,11 @@ def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_
     return _bundle("run", names, options, build)
 
 
-def batch_config(
-    recipe: str | None,
-    request: RequestOptions,
-    compose: ComposeOptions,
-    job: PromptOptions,
-    run: BatchRunOptions,
-    *,
-    candidates: int = 1,
-    stop_on_pass: bool = False,
-) -> BatchConfig:
+def batch_config(recipe: str | None, opts: JobOptions, run: BatchRunOptions) -> BatchConfig:
     """The :class:`~fluxcompose.batch.BatchConfig` that batch and ab's flags describe."""
     from ..batch import BatchConfig
 
+    _, request, job, compose, candidates, stop_on_pass = opts
     return BatchConfig(
         recipe=load_recipe_arg(recipe),
         request_options=request,

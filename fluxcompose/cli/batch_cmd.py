@@ -16,25 +16,21 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
-from ._candidate_options import candidate_options
 from ._common import (
-    BackendChoice,
     BatchRunOptions,
-    PromptOptions,
+    JobOptions,
     announce,
-    backend_options,
     batch_config,
     batch_run_options,
-    compose_options,
+    job_options,
     notice,
+    outdir_option,
     print_json,
-    prompt_options,
-    request_options,
+    recipe_option,
 )
 
 if TYPE_CHECKING:
     from ..batch import BatchSummary
-    from ..request import ComposeOptions, RequestOptions
 
 __all__ = ["batch", "redacted_command"]
 
@@ -94,41 +90,22 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 @click.command("batch")
 @click.argument("pairs", type=click.Path(path_type=Path, dir_okay=True))
-@click.option(
-    "--recipe",
-    "-r",
-    default=None,
-    metavar="NAME|PATH",
-    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
-)
-@click.option(
-    "-o",
-    "--outdir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
+@recipe_option
+@outdir_option(
+    "Where outputs, journal.sqlite and report.html go; run again with the same one to resume."
 )
 @batch_run_options(
     concurrency_help="Jobs in flight at once (capped by the backend's limit).",
     budget_help="Never start a job that would take this OUTDIR's total spend over USD.",
 )
-@backend_options
-@request_options
-@prompt_options
-@compose_options
-@candidate_options
+@job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
     recipe: str | None,
     outdir: Path,
     run: BatchRunOptions,
-    backend: BackendChoice,
-    request: RequestOptions,
-    job: PromptOptions,
-    compose: ComposeOptions,
-    candidates: int,
-    stop_on_pass: bool,
+    opts: JobOptions,
     as_json: bool,
 ) -> int:
     """Run every job in PAIRS: CSV (left,right or image1,image2,... plus optional
@@ -149,6 +126,7 @@ def batch(
       fluxcompose batch pairs.txt -r side-by-side -o out/ --concurrency 16 --budget 5
       fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
     """
+    backend, request, job, compose, candidates, _ = opts
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
     from ..request import JobSpec, resolve_model, typical_price
@@ -156,9 +134,7 @@ def batch(
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    config = batch_config(
-        recipe, request, compose, job, run, candidates=candidates, stop_on_pass=stop_on_pass
-    )
+    config = batch_config(recipe, opts, run)
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
     typical = JobSpec(
