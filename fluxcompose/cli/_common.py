@@ -538,3 +538,17 @@ def announce(backend: Backend, model: str, calls: int, price_per_call: float) ->
     model_notice = getattr(backend, "model_notice", None)
     if callable(model_notice):
         notice(str(model_notice(model)))
+
+
+def batch_options(
+    *, outdir_help: str, concurrency_help: str, budget_help: str
+) -> Callable[[_F], _F]:
+    """What batch and ab share: --recipe, -o/--outdir, the :class:`BatchRunOptions`
+    (``run``) and the :class:`JobOptions` (``opts``)."""
+
+    def add(f: _F) -> _F:
+        f = job_options(f)
+        f = batch_run_options(concurrency_help=concurrency_help, budget_help=budget_help)(f)
+        return cast(_F, recipe_option(outdir_option(outdir_help)(f)))
+
+    return add

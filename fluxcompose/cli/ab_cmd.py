@@ -14,12 +14,9 @@ from ._common import (
     BatchRunOptions,
     JobOptions,
     batch_config,
-    batch_run_options,
-    job_options,
+    batch_options,
     notice,
-    outdir_option,
     print_json,
-    recipe_option,
 )
 from .batch_cmd import _stop_on_signals, redacted_command
 
@@ -36,15 +33,11 @@ __all__ = ["ab_cmd"]
     metavar="NAME=MODEL[:stitched|separate]",
     help="An arm (at least two): its folder name in OUTDIR, model and references mode.",
 )
-@recipe_option
-@outdir_option(
-    "Where each arm's batch (OUTDIR/NAME/), ab.json and ab.html go; run again to resume."
-)
-@batch_run_options(
+@batch_options(
+    outdir_help="Where each arm's batch (OUTDIR/NAME/), ab.json and ab.html go; run again to resume.",
     concurrency_help="Jobs in flight at once per arm; also the size of the interleaved chunks.",
     budget_help="Per arm: never start a job that would take the arm's total over USD.",
 )
-@job_options
 @click.option("--json", "as_json", is_flag=True, help="Print ab.json on stdout.")
 def ab_cmd(
     pairs: Path,

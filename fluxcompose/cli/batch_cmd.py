@@ -21,12 +21,9 @@ from ._common import (
     JobOptions,
     announce,
     batch_config,
-    batch_run_options,
-    job_options,
+    batch_options,
     notice,
-    outdir_option,
     print_json,
-    recipe_option,
 )
 
 if TYPE_CHECKING:
@@ -90,15 +87,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 @click.command("batch")
 @click.argument("pairs", type=click.Path(path_type=Path, dir_okay=True))
-@recipe_option
-@outdir_option(
-    "Where outputs, journal.sqlite and report.html go; run again with the same one to resume."
-)
-@batch_run_options(
+@batch_options(
+    outdir_help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
     concurrency_help="Jobs in flight at once (capped by the backend's limit).",
     budget_help="Never start a job that would take this OUTDIR's total spend over USD.",
 )
-@job_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
