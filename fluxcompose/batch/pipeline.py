@@ -1,23 +1,25 @@
-"""The pipeline: each job runs start to end on one worker thread.
+"""The pipeline: composers fill a bounded queue of ready requests; senders send them.
 
 ::
 
-    worker thread, one job at a time:
-        prepare (compose)   ─ at most one per core at once       (``cpu`` semaphore)
+    composer threads (one per core): prepare (compose, encode, job id), journal, route
+        -> queue of ready jobs, at most ``concurrency`` long (bounded: memory stays flat)
+    sender threads (2 x concurrency), one job at a time:
         submit, wait, download ─ at most ``concurrency`` at once (``network`` semaphore)
         finish (compare, sheet, sidecar, thumbnails) ─ in a worker process
 
-There are twice as many threads as network slots, so while ``concurrency`` jobs wait
-on the network the others compose the next jobs or finish the last ones: a freed
-slot is taken at once by a job that is ready. Memory stays bounded by the thread
-count (a prepared job holds its canvas). Every state change is committed to the
-journal before the next step; the budget is reserved before a job goes on the network.
+Composing runs ahead of the network: while ``concurrency`` requests are out, the queue
+holds the next ones, already composed and journaled, so a freed network slot is taken at
+once by a sender holding a ready request; the other senders finish the last jobs. Every
+state change is committed to the journal before the next step; the budget is reserved
+before a job goes on the network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -99,13 +101,12 @@ class Pipeline:
         self.concurrency = concurrency
         self.progress = progress
         self.stop = stop
-        cores = max(1, min(os.cpu_count() or 1, 8))
+        cores = self.cores = max(1, min(os.cpu_count() or 1, 8))
         # Comparing and drawing the sheet hold the interpreter lock for long stretches: they
         # go to worker processes. Without them a finish is a few file writes (and thumbnails,
         # decoded at reduced scale), cheaper here than the processes' start and the transfer.
         self.finish_workers = min(cores, 4) if cfg.compare else 0
         self.network = threading.BoundedSemaphore(concurrency)
-        self.cpu = threading.BoundedSemaphore(cores)
         self._lock = threading.Lock()  # guards the rows iterator and the budget below
         self._rows: Iterator[WorkItem] = iter(())
         self.reserved_usd = 0.0
@@ -118,16 +119,30 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------
 
     def run(self, items: list[WorkItem], tick: Callable[[], None]) -> None:
-        """Run ``items`` on ``2 x concurrency`` threads; call ``tick`` while waiting."""
+        """Run ``items``: composers (one per core) feed a queue of at most ``concurrency``
+        ready jobs to ``2 x concurrency`` senders; call ``tick`` while waiting."""
         self._rows = iter(items)
-        if items:
-            start_workers(self.finish_workers)
-        threads = [
-            threading.Thread(target=self._worker, name=f"fluxcompose-job{i}", daemon=True)
+        if not items:
+            return
+        start_workers(self.finish_workers)
+        ready: queue.Queue[tuple[BatchJob, ReadyJob] | None] = queue.Queue(self.concurrency)
+        composers = [
+            threading.Thread(target=self._composer, args=(ready,), name=f"fluxcompose-compose{i}")
+            for i in range(min(self.cores, len(items)))
+        ]
+        senders = [
+            threading.Thread(target=self._sender, args=(ready,), name=f"fluxcompose-send{i}")
             for i in range(min(2 * self.concurrency, len(items)))
         ]
-        for t in threads:
+        for t in (*composers, *senders):
+            t.daemon = True
             t.start()
+        self._wait(composers, tick)
+        for _ in senders:
+            ready.put(None)  # no more work: each sender stops after the queue is drained
+        self._wait(senders, tick)
+
+    def _wait(self, threads: list[threading.Thread], tick: Callable[[], None]) -> None:
         for t in threads:
             while t.is_alive():
                 try:
@@ -147,22 +162,31 @@ class Pipeline:
                 return None  # the rest stay pending for the next run
             return next(self._rows, None)
 
-    def _worker(self) -> None:
+    def _composer(self, ready: queue.Queue[tuple[BatchJob, ReadyJob] | None]) -> None:
+        """Compose rows ahead of the network; blocks while the queue is full."""
         while (item := self._next()) is not None:
             job = BatchJob(item)
             try:
-                self._job(job)
+                got = self._prepare(job)
+            except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
+                self._crashed(job, exc)
+                continue
+            if got is not None:
+                ready.put((job, got))
+
+    def _sender(self, ready: queue.Queue[tuple[BatchJob, ReadyJob] | None]) -> None:
+        while (got := ready.get()) is not None:
+            job, prepared = got
+            try:
+                self._send(job, prepared)
             except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
                 self._crashed(job, exc)
             finally:
                 with self._lock:
                     self.reserved_usd -= job.reserved
 
-    def _job(self, job: BatchJob) -> None:
-        """One job, start to end."""
-        ready = self._prepare(job)
-        if ready is None:
-            return
+    def _send(self, job: BatchJob, ready: ReadyJob) -> None:
+        """A composed job, from the network (or its saved result) to done."""
         if self.cfg.candidates > 1:
             if self.candidates is None:
                 raise RuntimeError("a best-of-N batch needs its candidates runner")
@@ -197,10 +221,9 @@ class Pipeline:
         item = job.item
         row = item.row
         try:
-            with self.cpu:
-                t = time.perf_counter()
-                prepared = prepare_job(item.spec, backend_name=self.backend.name)
-                job.timings["prepare_s"] = time.perf_counter() - t
+            t = time.perf_counter()  # on a composer thread: one per core
+            prepared = prepare_job(item.spec, backend_name=self.backend.name)
+            job.timings["prepare_s"] = time.perf_counter() - t
         except (InputError, OSError, ValueError) as exc:
             job_id = job.job_id = row.id or provisional_id(row.line, item.row_key)
             if self.ledger.claim(job_id, row.line, planned=True) is not None:
