@@ -349,9 +349,14 @@ class _CellCache:
                 return
             self._items[key] = copy
             self._bytes += copy.nbytes
-            while self._bytes > self.max_bytes:
+            while self._bytes > self.max_bytes and self._items:
                 _, old = self._items.popitem(last=False)
                 self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
 _CELLS = _CellCache(64 * 1024 * 1024)
