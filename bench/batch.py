@@ -23,8 +23,13 @@ The pattern-transfer workload (``--pairs``, the real one: two images composed pe
   + 0.5 s. ``cpu/job`` is this process's CPU time (every thread: compose, encode, request,
   download, sidecar, thumbnails, journal) over the jobs; target <= 0.05 s.
 - ``pairs 1@1``: one job at a time; ``wall - L`` per job is the client's latency.
+- ``pairs-jpeg 24@8``: the same photos as JPEG (q92), as a shop's photos usually come.
+- ``floor 24@8``: the same requests composed beforehand, sent on 8 bare threads (the SDK
+  call and the download): what this fake, in its own process on the same two cores, allows.
 - ``pairs+cmp 24@8``: the same with compare on (in the finish worker processes, whose CPU
   is not counted in ``cpu/job``); for information, compare is not part of the target.
+
+``extra/wave`` is (wall - ideal) / ceil(N/C): what each wave (each job, at 1@1) took past L.
 
     python3 bench/batch.py                 # both backends, 3 repeats, and the pairs
     python3 bench/batch.py --backend openai --repeat 1
@@ -124,7 +129,7 @@ def _pairs(tmp: Path, n: int, tag: str) -> Path:
     return pairs
 
 
-def _pair_pairs(tmp: Path, n: int, tag: str) -> Path:
+def _pair_pairs(tmp: Path, n: int, tag: str, fmt: str = "png") -> Path:
     """``n`` pattern-transfer rows: the one pattern on a distinct target each (the people
     photos in turn, else the sample model photo), a distinct seed per row.
 
@@ -140,8 +145,11 @@ def _pair_pairs(tmp: Path, n: int, tag: str) -> Path:
         with Image.open(photos[i % len(photos)]) as im:
             pic = im.convert("RGB")
         pic.putpixel((0, 0), (base % 251, i % 251, (base + i) % 7))
-        target = folder / f"t{i}.png"
-        pic.save(target, compress_level=6)
+        target = folder / f"t{i}.{'jpg' if fmt == 'jpeg' else 'png'}"
+        if fmt == "jpeg":  # as a shop's photo usually comes
+            pic.save(target, quality=92)
+        else:
+            pic.save(target, compress_level=6)
         rows.append(f"{PATTERN},{target},{base + i}\n")
     pairs = tmp / f"pairs-{tag}.csv"
     pairs.write_text("image1,image2,seed\n" + "".join(rows))
@@ -149,11 +157,18 @@ def _pair_pairs(tmp: Path, n: int, tag: str) -> Path:
 
 
 def pair_run(
-    api: RemoteFake, n: int, c: int, tmp: Path, tag: str, *, compare: bool = False
+    api: RemoteFake,
+    n: int,
+    c: int,
+    tmp: Path,
+    tag: str,
+    *,
+    compare: bool = False,
+    fmt: str = "png",
 ) -> tuple[float, float]:
     """One in-process pattern-transfer batch; (wall seconds, this process's CPU seconds)."""
     backend = make_backend("openai", api_key="bench-key", base_url=api.openai_base)
-    pairs = _pair_pairs(tmp, n, tag)
+    pairs = _pair_pairs(tmp, n, tag, fmt)
     billable0 = api.billable
     t0, c0 = time.perf_counter(), time.process_time()  # after the targets are written
     summary = run_batch(
@@ -170,6 +185,43 @@ def pair_run(
     return wall, cpu
 
 
+def pair_floor(api: RemoteFake, n: int, c: int, tmp: Path, tag: str) -> tuple[float, float]:
+    """The same requests composed beforehand (untimed), then sent on ``c`` bare threads:
+    the SDK call and the download, nothing else; what this fake and this machine allow."""
+    from fluxcompose.recipes import load_recipe
+    from fluxcompose.request import JobSpec
+    from fluxcompose.run import generate_once, prepare_job, save_result
+
+    backend = make_backend("openai", api_key="bench-key", base_url=api.openai_base)
+    recipe = load_recipe("pattern-transfer")
+    rows = _pair_pairs(tmp, n, tag).read_text().splitlines()[1:]
+    jobs = []
+    for row in rows:
+        a, b, seed = row.split(",")
+        spec = JobSpec(recipe=recipe, sources=(a, b),
+                       request=RequestOptions(seed=int(seed), output_format="jpeg"))  # fmt: skip
+        jobs.append(prepare_job(spec, backend_name="openai"))
+    todo = iter(jobs)
+    lock = threading.Lock()
+    out = tmp / f"out-{tag}"
+
+    def worker() -> None:
+        while True:
+            with lock:
+                job = next(todo, None)
+            if job is None:
+                return
+            save_result(job, generate_once(backend, job), out)
+
+    threads = [threading.Thread(target=worker) for _ in range(c)]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    return time.perf_counter() - t0, time.process_time() - c0
+
+
 def pairs_bench(
     api: RemoteFake, lat: float, repeat: int, tmp: Path, *, with_compare: bool = True
 ) -> bool:
@@ -178,16 +230,24 @@ def pairs_bench(
     where = f"{len(targets)} people photos" if targets else "samples/model.jpg"
     print(f"\npattern-transfer pairs: samples/pattern.png on {where}, openai, in-process")
     print(f"{'run':<15} {'wall s':>7} {'ideal s':>7} {'target s':>8} {'ratio':>6}"
-          f" {'cpu/job s':>9} {'wall-L/job':>10}  verdict")  # fmt: skip
+          f" {'cpu/job s':>9} {'extra/wave':>10}  verdict")  # fmt: skip
     pair_run(api, 8, 8, tmp, "pairs-warm-up")  # untimed: imports, client, pool
     ok = True
     rows: list[tuple[str, int, int, bool]] = [
-        ("pairs", 24, 8, False), ("pairs", 1, 1, False), ("pairs+cmp", 24, 8, True)
+        ("pairs", 24, 8, False), ("pairs", 1, 1, False), ("pairs-jpeg", 24, 8, False),
+        ("floor", 24, 8, False), ("pairs+cmp", 24, 8, True),
     ]  # fmt: skip
-    for kind, n, c, compare in rows if with_compare else rows[:2]:
+    for kind, n, c, compare in rows if with_compare else rows[:-1]:
         if compare:
             pair_run(api, 2, 2, tmp, "pairs-cmp-warm-up", compare=True)  # start the workers
-        got = [pair_run(api, n, c, tmp, f"{kind}-{n}-{r}", compare=compare) for r in range(repeat)]
+        got = []
+        for r in range(repeat):
+            tag = f"{kind}-{n}-{r}"
+            if kind == "floor":
+                got.append(pair_floor(api, n, c, tmp, tag))
+            else:
+                fmt = "jpeg" if kind == "pairs-jpeg" else "png"
+                got.append(pair_run(api, n, c, tmp, tag, compare=compare, fmt=fmt))
         wall = statistics.median(w for w, _ in got)
         cpu = statistics.median(cp for _, cp in got) / n
         ideal = math.ceil(n / c) * lat
@@ -196,10 +256,13 @@ def pairs_bench(
         name = f"{kind} {n}@{c}"
         if compare:
             verdict = "(compare on: for information)"
+        elif kind == "floor":
+            verdict = "(no fluxcompose pipeline: the floor)"
         else:
             good = wall <= target and cpu <= CPU_TARGET
-            ok &= good or n == 1
-            verdict = "ok" if good else ("(info)" if n == 1 else "SLOW")
+            info = n == 1 or kind == "pairs-jpeg"
+            ok &= good or info
+            verdict = "ok" if good else ("(info)" if info else "SLOW")
         print(f"{name:<15} {wall:>7.2f} {ideal:>7.2f} {target:>8.2f} {wall / ideal:>6.3f}"
               f" {cpu:>9.3f} {per:>10.3f}  {verdict}")  # fmt: skip
     print(f"targets: wall <= {PAIRS_TARGET} x ideal + {PAIRS_SLACK} s; cpu/job <= {CPU_TARGET} s"
