@@ -1,4 +1,8 @@
-"""Option types and small helpers shared by the commands."""
+"""Option types and small helpers shared by the commands.
+
+Over 500 lines because every shared flag is declared here once, with its help text, in
+the bundle its commands take (backend, request, prompt, compose, batch run, job).
+"""
 
 from __future__ import annotations
 
