@@ -21,24 +21,18 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .choice import Candidate, Choice, choice, choice_line, choose
 from .errors import ErrorKind, GenerationError, PermanentError, error_kind
 from .images import write_bytes_atomic
 from .journal import JobState, Journal
-from .run import (
-    JobOutcome,
-    PreparedJob,
-    _public_task_id,
-    cost_record,
-    finish_job,
-    generate_with_retries,
-    save_result,
-    write_sidecar,
-)
+from .prepare import PreparedJob
+from .provenance import JobOutcome, billed_fields, cost_record, write_sidecar
+from .run import finish_job, generate_with_retries, image_ok, save_result
 from .scoring import UNMEASURED, Score, score_checks
 
 if TYPE_CHECKING:
@@ -51,6 +45,9 @@ __all__ = [
     "candidate_dir",
     "candidate_job",
     "candidate_seeds",
+    "Choice",
+    "choice",
+    "choice_line",
     "choose",
     "run_candidates",
 ]
@@ -62,53 +59,6 @@ SEED_MAX = 2**31 - 1
 FinishFn = Callable[
     [PreparedJob, Path, Path, "str | None", dict[str, float], dict[str, Any]], JobOutcome
 ]
-BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
-
-
-@dataclass
-class Candidate:
-    """One candidate: its seed, state and, once finished, its files, metrics and score."""
-
-    index: int  # 0-based
-    seed: int
-    state: str = JobState.PENDING.value
-    task_id: str | None = None
-    cost_usd: float = 0.0
-    output_path: Path | None = None
-    sidecar_path: Path | None = None
-    sheet_path: Path | None = None
-    metrics: dict[str, Any] | None = None
-    passed: bool | None = None
-    score: Score | None = None
-    error: str | None = None
-    error_kind: str | None = None
-    generate_s: float | None = None
-
-    def describe(self, outdir: Path, chosen: bool) -> dict[str, Any]:
-        """The candidate as the job's sidecar lists it (paths relative to ``outdir``)."""
-
-        def rel(p: Path | None) -> str | None:
-            if p is None:
-                return None
-            try:
-                return p.relative_to(outdir).as_posix()
-            except ValueError:
-                return str(p)
-
-        return {
-            "index": self.index + 1,
-            "seed": self.seed,
-            "state": self.state,
-            "chosen": chosen,
-            "passed": self.passed,
-            "score": None if self.score is None else self.score.to_dict(),
-            "cost_usd": self.cost_usd,
-            "output": rel(self.output_path),
-            "sidecar": rel(self.sidecar_path),
-            "sheet": rel(self.sheet_path),
-            "task_id": _public_task_id(self.task_id),
-            "error": self.error,
-        }
 
 
 @dataclass
@@ -150,18 +100,6 @@ def candidate_job(prepared: PreparedJob, index: int, seed: int) -> PreparedJob:
     """The prepared job of candidate ``index`` (0-based): id ``<job>.c<index+1>``, its seed."""
     request = dataclasses.replace(prepared.request, seed=seed)
     return dataclasses.replace(prepared, job_id=f"{prepared.job_id}.c{index + 1}", request=request)
-
-
-def choose(candidates: Sequence[Candidate]) -> Candidate | None:
-    """The best finished candidate by score (ties: the lowest index); None when none finished."""
-    best: Candidate | None = None
-    for c in candidates:
-        if c.state != JobState.DONE.value:
-            continue
-        s = c.score or UNMEASURED
-        if best is None or s > (best.score or UNMEASURED):
-            best = c
-    return best
 
 
 class _Rec:
@@ -221,12 +159,6 @@ def _score(metrics: dict[str, Any] | None) -> Score:
     return score_checks(metrics.get("checks") or {})
 
 
-def _image_ok(path: Path | None) -> bool:
-    from .batch.plan import image_ok
-
-    return image_ok(path)
-
-
 def run_candidates(
     prepared: PreparedJob,
     backend: Backend,
@@ -264,9 +196,9 @@ def run_candidates(
             retry = retry_failed and c.error_kind != ErrorKind.MODERATED
             if not retry:
                 continue
-            if c.output_path is not None and _image_ok(c.output_path):
+            if c.output_path is not None and image_ok(c.output_path):
                 c.state = JobState.DOWNLOADED.value  # paid, failed only while finishing
-        if c.state == JobState.DOWNLOADED.value and _image_ok(c.output_path):
+        if c.state == JobState.DOWNLOADED.value and image_ok(c.output_path):
             assert c.output_path is not None
             timings: dict[str, float] = {}
             billed: dict[str, Any] = {}
@@ -286,8 +218,8 @@ def run_candidates(
         _finish_one(cjob, c, output, cdir, task_id, timings, billed, rec, hooks, backend, compare)
         if hooks.on_finished is not None:
             hooks.on_finished(c)
-    best = choose(cands)
-    if best is None:
+    picked = choice(cands)
+    if picked is None:
         if not all(c.state == JobState.FAILED.value for c in cands):
             return None  # not all drawn yet (a stop between candidates)
         if last_error is not None:
@@ -296,7 +228,7 @@ def run_candidates(
         raise GenerationError(
             f"all {n} candidates failed (the last: {why})", job_id=prepared.job_id
         )
-    return _write_job(prepared, outdir, cands, best), cands
+    return _write_job(prepared, outdir, cands, picked), cands
 
 
 def _generate(
@@ -352,7 +284,7 @@ def _generate(
                 c.error_kind = error_kind(exc)
                 rec.update(c.index, state=c.state, error=c.error, error_kind=c.error_kind)
                 return exc
-        billed = {k: result.extra[k] for k in BILLED_KEYS if k in (result.extra or {})}
+        billed = billed_fields(result.extra)
         paid = float(cost_record(cjob, billed)["usd"])
         c.cost_usd += paid
         c.output_path, c.state = output, JobState.DOWNLOADED.value
@@ -415,9 +347,11 @@ def _finish_one(
 
 
 def _write_job(
-    prepared: PreparedJob, outdir: Path, cands: list[Candidate], best: Candidate
+    prepared: PreparedJob, outdir: Path, cands: list[Candidate], picked: Choice
 ) -> JobOutcome:
-    """Copy the chosen candidate to ``<job>.<ext>`` (and its sheet), write the job's sidecar."""
+    """Copy the chosen candidate to ``<job>.<ext>`` (and its sheet), write the job's sidecar
+    with the choice's grounds (``chosen_by``, ``chosen_reason``, ``flagged_for_review``)."""
+    best = picked.candidate
     assert best.output_path is not None and best.sidecar_path is not None
     job_id = prepared.job_id
     ext = best.output_path.suffix
@@ -451,6 +385,9 @@ def _write_job(
     side["sheet"] = sheet.name if sheet else None
     side["cost_usd"] = total
     side["chosen"] = best.index + 1
+    side["chosen_by"] = picked.chosen_by
+    side["chosen_reason"] = picked.reason
+    side["flagged_for_review"] = picked.flagged
     side["candidates"] = [c.describe(outdir, c is best) for c in cands]
     side["stop_on_pass_saved"] = sum(1 for c in cands if c.state == JobState.PENDING.value)
     sidecar = write_sidecar(outdir, job_id, side)

@@ -12,12 +12,15 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import time
 import urllib.parse
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -214,7 +217,7 @@ class SourceImage:
         w, h = self.stored_size
         return (h, w) if self.orientation in _TRANSPOSING else (w, h)
 
-    @property
+    @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
 
@@ -266,6 +269,20 @@ class SourceImage:
         :meth:`decode`.
         """
         h, w = int(out.shape[0]), int(out.shape[1])
+        key = (self.sha256, w, h, tuple(background))
+        if _CELLS.get_into(key, out):
+            return  # the same bytes decoded to the same cell before: the same pixels
+        self._decode_into(out, background=background)
+        _CELLS.put(key, out)
+
+    def _decode_into(self, out: np.ndarray, *, background: tuple[int, int, int]) -> None:
+        h, w = int(out.shape[0]), int(out.shape[1])
+        if self._plain_png():
+            # libpng through OpenCV: the same 8-bit samples as Pillow, about 20 % faster.
+            arr = cv2.imdecode(np.frombuffer(self.data, np.uint8), _RGB)
+            if arr is not None and arr.shape == (self.stored_size[1], self.stored_size[0], 3):
+                resize_into(arr, out)
+                return
         if self._plain_jpeg():
             scale = dct_scale(self.stored_size, (w, h))
             buf = np.frombuffer(self.data, np.uint8)
@@ -274,6 +291,21 @@ class SourceImage:
                 resize_into(arr, out)
                 return
         out[...] = np.asarray(self.decode((w, h), background=background))
+
+    def _plain_png(self) -> bool:
+        # 8-bit RGB (colour type 2), no transparency, upright, one frame, complete (IEND
+        # last): anything else (palette, grey, 16-bit, alpha, APNG) takes Pillow's path.
+        data = self.data
+        return (
+            self.format == "PNG"
+            and self.mode == "RGB"
+            and self.orientation == 1
+            and self.n_frames == 1
+            and len(data) > 45
+            and data[24:26] == b"\x08\x02"
+            and data[-8:-4] == b"IEND"
+            and not _png_chunk_before_data(data, b"tRNS")
+        )
 
     def _plain_jpeg(self) -> bool:
         # The scan must end with EOI: OpenCV would fill a truncated file with grey
@@ -285,6 +317,49 @@ class SourceImage:
             and self.n_frames == 1
             and self.data.rfind(b"\xff\xd9", max(0, len(self.data) - 32)) != -1
         )
+
+
+class _CellCache:
+    """Decoded cells by (source sha256, width, height, background), least recently used
+    first out, at most ``max_bytes`` of pixels: a batch that puts one pattern on many
+    photos decodes and resizes the pattern once. The same bytes give the same pixels, so
+    nothing is looked at less closely; thread-safe."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get_into(self, key: tuple[object, ...], out: np.ndarray) -> bool:
+        with self._lock:
+            got = self._items.get(key)
+            if got is None:
+                return False
+            self._items.move_to_end(key)
+        out[...] = got
+        return True
+
+    def put(self, key: tuple[object, ...], pixels: np.ndarray) -> None:
+        if pixels.nbytes > self.max_bytes // 4:
+            return
+        copy = np.array(pixels, copy=True)
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = copy
+            self._bytes += copy.nbytes
+            while self._bytes > self.max_bytes and self._items:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+
+_CELLS = _CellCache(64 * 1024 * 1024)
 
 
 def dct_scale(stored: tuple[int, int], target: tuple[int, int]) -> int:
@@ -354,7 +429,14 @@ def open_source(
                 "(decompression bomb guard)"
             )
         try:
-            orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+            if (
+                im.format == "PNG"
+                and not {"exif", "Raw profile type exif"} & set(im.info)
+                and not _png_has_exif(data)
+            ):
+                orientation = 1  # Pillow's getexif would inflate the whole PNG to look
+            else:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1) or 1)
         except Exception:  # a corrupt EXIF block must not make an image unusable
             orientation = 1
         if orientation not in range(1, 9):
@@ -363,6 +445,35 @@ def open_source(
         frames = int(getattr(im, "n_frames", 1) or 1)
         mode = im.mode
     return SourceImage(name, data, fmt, (w, h), orientation, frames, mode)
+
+
+def _png_chunk_before_data(data: bytes, kind: bytes) -> bool:
+    """Whether a PNG has a ``kind`` chunk before its first IDAT (chunk headers only)."""
+    pos, end = 8, len(data)
+    while pos + 8 <= end:
+        got = data[pos + 4 : pos + 8]
+        if got == kind:
+            return True
+        if got in (b"IDAT", b"IEND"):
+            return False
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
+
+
+def _png_has_exif(data: bytes) -> bool:
+    """Whether a PNG may hold EXIF that Pillow finds only after inflating it: an ``eXIf``
+    chunk, or a text chunk (ImageMagick's "Raw profile type exif") after the image data.
+    Found by walking the chunk headers (8-byte signature, then length, type, data, CRC)."""
+    pos, end, seen_data = 8, len(data), False
+    while pos + 8 <= end:
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"eXIf" or (seen_data and kind in (b"tEXt", b"zTXt", b"iTXt")):
+            return True
+        if kind == b"IEND":
+            return False
+        seen_data = seen_data or kind == b"IDAT"
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
 
 
 @dataclass

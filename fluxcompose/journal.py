@@ -168,6 +168,15 @@ def m003_reviews(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX reviews_job ON reviews (job_id, id)")
 
 
+@_migration
+def m004_chosen_by(db: sqlite3.Connection) -> None:
+    """Best-of-N's grounds (DESIGN.md section 12): ``chosen_by`` (checks, margin or none),
+    and ``flagged_for_review`` (1 when the choice was blind) with its ``flag_reason``."""
+    db.execute("ALTER TABLE jobs ADD COLUMN chosen_by TEXT")
+    db.execute("ALTER TABLE jobs ADD COLUMN flagged_for_review INTEGER NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE jobs ADD COLUMN flag_reason TEXT")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Run the migrations that have not run yet on ``db``, each in its own transaction.
 
@@ -225,6 +234,9 @@ class JobRow:
     updated_at: float
     started_at: float | None
     finished_at: float | None
+    chosen_by: str | None = None  # best-of-N: "checks" | "margin" | "none"
+    flagged_for_review: bool = False  # a blind choice: a person must look
+    flag_reason: str | None = None
 
     @classmethod
     def from_sql(cls, row: sqlite3.Row) -> JobRow:
@@ -236,6 +248,8 @@ class JobRow:
         data["state"] = JobState(data["state"])
         if data["checks_passed"] is not None:
             data["checks_passed"] = bool(data["checks_passed"])
+        if "flagged_for_review" in data:
+            data["flagged_for_review"] = bool(data["flagged_for_review"])
         return cls(**data)
 
 
@@ -532,8 +546,12 @@ class Journal:
         checks_passed: bool | None = None,
         timings: dict[str, Any] | None = None,
         thumbs: dict[str, Any] | None = None,
+        chosen_by: str | None = None,
+        flag_reason: str | None = None,
     ) -> None:
-        """The job is finished; ``cost_usd`` (what this run paid for it) is added to its cost."""
+        """The job is finished; ``cost_usd`` (what this run paid for it) is added to its cost.
+
+        Best-of-N gives ``chosen_by``; a ``flag_reason`` flags the job for review."""
         self._update(
             job_id,
             add_cost=cost_usd,
@@ -547,6 +565,9 @@ class Journal:
             error=None,
             error_kind=None,
             finished_at=time.time(),
+            chosen_by=chosen_by,
+            flagged_for_review=int(flag_reason is not None),
+            flag_reason=flag_reason,
         )
 
     def mark_failed(

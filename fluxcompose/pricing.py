@@ -239,8 +239,17 @@ def estimate(
     """
     _check_calls(calls)
     spec = model_spec(model)
-    per_call_source = price_source(backend, model)
     base: dict[str, Any] = {"calls": calls, "model": model, "backend": backend}
+
+    def priced(per_call: float, by: str) -> dict[str, Any]:
+        return {
+            **base,
+            "usd_per_call": per_call,
+            "usd": round(calls * per_call, _DIGITS),
+            "price_source": price_source(backend, model),
+            "priced_by": by,
+        }
+
     refs = 2 if references is None else references
     if isinstance(refs, bool) or not isinstance(refs, int) or not 0 <= refs <= spec.max_references:
         raise ConfigError(
@@ -256,11 +265,7 @@ def estimate(
             round(100.0 * (official_each - apiyi_each) / official_each, 2) if official_each else 0.0
         )
         return {
-            **base,
-            "usd_per_call": per_call,
-            "usd": round(calls * per_call, _DIGITS),
-            "price_source": per_call_source,
-            "priced_by": "call",
+            **priced(per_call, "call"),
             "apiyi_usd": apiyi,
             "official_usd": official,
             "saving_usd": round(official - apiyi, _DIGITS),
@@ -284,11 +289,7 @@ def estimate(
     per_call = price_usd(backend, model, output_mp=out_mp, input_mps=inputs)
     official_each = price_usd("bfl", model, output_mp=out_mp, input_mps=inputs)
     return {
-        **base,
-        "usd_per_call": per_call,
-        "usd": round(calls * per_call, _DIGITS),
-        "price_source": per_call_source,
-        "priced_by": "megapixel",
+        **priced(per_call, "megapixel"),
         "references": refs,
         "reference_mp": ref_mp,
         "output_mp": out_mp,

@@ -26,7 +26,10 @@ from .journal import JobRow
 __all__ = [
     "REPORT_NAME",
     "THUMBS_DIR",
+    "VERDICTS",
     "ReportWriter",
+    "checks_verdict",
+    "count_verdicts",
     "make_thumbs",
     "render_report",
     "write_report",
@@ -36,6 +39,42 @@ REPORT_NAME = "report.html"
 LIVE_REFRESH_S = 5  # seconds between reloads of a running batch's page
 THUMBS_DIR = "thumbs"
 THUMB_SIZE = 160  # longest side, pixels
+
+
+# A done job's checks: passed, failed, or not measured (never counted as a pass or a fail).
+VERDICTS = ("passed", "failed", "not_measured")
+
+
+def checks_verdict(job: JobRow) -> str | None:
+    """The verdict of a job's checks (DESIGN.md section 7); None for a job not done.
+
+    From the metrics' checks when there are any: ``failed`` when one failed, else
+    ``not_measured`` when one was not measured (``pass`` null, e.g. no subject found),
+    else ``passed``. Without them (compare off or failed, no checks, an old journal):
+    ``checks_passed`` True or False, else ``not_measured``.
+    """
+    if job.state != "done":
+        return None
+    metrics = job.metrics if isinstance(job.metrics, Mapping) else {}
+    checks = metrics.get("checks")
+    if isinstance(checks, Mapping) and checks:
+        results = [c.get("pass") if isinstance(c, Mapping) else None for c in checks.values()]
+        if any(r is False for r in results):
+            return "failed"
+        return "not_measured" if any(r is not True for r in results) else "passed"
+    if metrics.get("error") or job.checks_passed is None:
+        return "not_measured"
+    return "passed" if job.checks_passed else "failed"
+
+
+def count_verdicts(jobs: Sequence[JobRow]) -> dict[str, int]:
+    """``{"passed", "failed", "not_measured"}``: how many done jobs have each verdict."""
+    counts = dict.fromkeys(VERDICTS, 0)
+    for job in jobs:
+        verdict = checks_verdict(job)
+        if verdict is not None:
+            counts[verdict] += 1
+    return counts
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -49,9 +88,31 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def _thumb_bytes(image: Image.Image, size: int) -> bytes:
     im = image.convert("RGB") if image.mode != "RGB" else image.copy()
     im.thumbnail((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return _jpeg(im)
+
+
+def _jpeg(im: Image.Image) -> bytes:
     buf = io.BytesIO()
     im.save(buf, "JPEG", quality=80)
     return buf.getvalue()
+
+
+def _cell_thumbs(
+    canvas: Image.Image, boxes: Sequence[tuple[int, int, int, int]], size: int
+) -> list[bytes]:
+    """Each cell of the canvas shrunk to at most ``size`` (longest side), as JPEG: the
+    canvas is box-reduced once by the integer factor Pillow's ``thumbnail`` would take for
+    the smallest cell (keeping at least twice ``size``), then each cell is resized."""
+    longest = min(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes)
+    k = max(1, int(longest / size / 2.0))
+    im = canvas.convert("RGB") if canvas.mode != "RGB" else canvas
+    small = im.reduce(k) if k > 1 else im
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        cell = small.crop((x0 // k, y0 // k, max(x0 // k + 1, x1 // k), max(y0 // k + 1, y1 // k)))
+        cell.thumbnail((size, size), Image.Resampling.BILINEAR)
+        out.append(_jpeg(cell))
+    return out
 
 
 def make_thumbs(
@@ -77,9 +138,9 @@ def make_thumbs(
     if canvas is not None and cells:
         try:
             im = Image.open(io.BytesIO(canvas)) if isinstance(canvas, bytes) else canvas
-            for i, box in enumerate(cells, start=1):
+            for i, data in enumerate(_cell_thumbs(im, cells, size), start=1):
                 name = f"{job_id}.src{i}.jpg"
-                _write_atomic(folder / name, _thumb_bytes(im.crop(box), size))
+                _write_atomic(folder / name, data)
                 result["sources"].append(f"{THUMBS_DIR}/{name}")
         except (OSError, ValueError):
             result["sources"] = []
@@ -110,7 +171,8 @@ img{max-width:160px;max-height:160px;display:block;border:1px solid #ccc;backgro
 .srcs{display:flex;gap:4px}
 .state-done{color:#17692e;font-weight:600}.state-failed{color:#b3261e;font-weight:600}
 .state-pending,.state-submitted,.state-downloaded{color:#8a6d00;font-weight:600}
-.pass{color:#17692e}.fail{color:#b3261e}
+.pass{color:#17692e}.fail{color:#b3261e}.unmeasured{color:#8a5a00;background:#fff3cd;padding:0 .3em;border-radius:3px}
+.totals .unmeasured{padding:0 .4em}
 .err{color:#b3261e;min-width:12em;max-width:28em;overflow-wrap:anywhere}
 .id{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em;white-space:nowrap}
 .muted{color:#888}
@@ -182,6 +244,26 @@ def _candidates_strip(cands: Any) -> str:
     return f'<div class="strip">{"".join(items)}</div>'
 
 
+def _verdict_html(job: JobRow) -> str:
+    """The checks cell: pass, fail, or not measured in amber with the reasons as its title."""
+    verdict = checks_verdict(job)
+    if verdict == "passed":
+        return '<span class="pass">pass</span>'
+    if verdict == "failed":
+        return '<span class="fail">fail</span>'
+    if verdict is None:
+        return '<span class="muted">–</span>'
+    checks = _metric(job.metrics, "checks")
+    reasons: list[str] = []
+    if isinstance(checks, Mapping):
+        for name, c in checks.items():
+            if isinstance(c, Mapping) and c.get("pass") is None:
+                reasons.append(f"{name}: {c.get('reason') or 'not measured'}")
+    if not reasons:
+        reasons.append(str(_metric(job.metrics, "error") or "no checks were run"))
+    return f'<span class="unmeasured" title="{_e("; ".join(reasons))}">not measured</span>'
+
+
 def _row_html(job: JobRow, outdir: Path) -> str:
     thumbs = job.thumbs or {}
     src_thumbs: list[str] = list(thumbs.get("sources") or [])
@@ -210,17 +292,12 @@ def _row_html(job: JobRow, outdir: Path) -> str:
             inner = _e(Path(job.output_path).name)
         out_html = f'<a href="{href}">{inner}</a>'
     out_html += _candidates_strip(thumbs.get("candidates"))
+    if job.flagged_for_review:
+        why = f": {job.flag_reason}" if job.flag_reason else ""
+        out_html += f'<div class="unmeasured">flagged for review{_e(why)}</div>'
 
     m = job.metrics
-    checks = (
-        '<span class="muted">–</span>'
-        if job.checks_passed is None
-        else (
-            '<span class="pass">pass</span>'
-            if job.checks_passed
-            else '<span class="fail">fail</span>'
-        )
-    )
+    checks = _verdict_html(job)
     id_html = _e(job.job_id)
     if job.sidecar_path:
         id_html = f'<a href="{_href(job.sidecar_path, outdir)}">{id_html}</a>'
@@ -264,20 +341,28 @@ def render_report(
     for job in jobs:
         counts[job.state] = counts.get(job.state, 0) + 1
     spent = sum(j.cost_usd for j in jobs) if spent_usd is None else spent_usd
-    checked = [j for j in jobs if j.checks_passed is not None]
-    passed = sum(1 for j in checked if j.checks_passed)
+    verdicts = count_verdicts(jobs)
+    judged = sum(verdicts.values())
     in_progress = sum(counts.get(s, 0) for s in ("pending", "submitted", "downloaded"))
     totals = [
         ("jobs", str(len(jobs))),
         ("done", str(counts.get("done", 0))),
         ("failed", str(counts.get("failed", 0))),
         ("not finished", str(in_progress)),
-        ("checks passed", f"{passed}/{len(checked)}" if checked else "–"),
+        # Three apart: a check not measured is neither a pass nor a fail.
+        ("checks passed", f"{verdicts['passed']}/{judged}" if judged else "–"),
+        ("checks failed", str(verdicts["failed"])),
+        ("checks not measured", str(verdicts["not_measured"])),
         ("spent", f"${spent:.3f}"),
     ]
     for key, value in (extra or {}).items():
         totals.append((str(key), str(value)))
-    totals_html = "".join(f"<div><b>{_e(v)}</b>{_e(k)}</div>" for k, v in totals)
+    totals_html = "".join(
+        f'<div class="unmeasured"><b>{_e(v)}</b>{_e(k)}</div>'
+        if k == "checks not measured" and v != "0"
+        else f"<div><b>{_e(v)}</b>{_e(k)}</div>"
+        for k, v in totals
+    )
     rows = "\n".join(_row_html(j, out) for j in jobs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
     refresh = f'<meta http-equiv="refresh" content="{LIVE_REFRESH_S}">' if live else ""
@@ -295,19 +380,11 @@ def render_report(
     )
 
 
-def write_report(
-    outdir: str | Path,
-    jobs: Sequence[JobRow],
-    *,
-    title: str = "fluxcompose batch",
-    spent_usd: float | None = None,
-    extra: Mapping[str, Any] | None = None,
-    live: bool = False,
-) -> Path:
-    """Write ``OUTDIR/report.html`` atomically and return its path."""
+def write_report(outdir: str | Path, jobs: Sequence[JobRow], **options: Any) -> Path:
+    """Write ``OUTDIR/report.html`` atomically and return its path; ``options`` are
+    :func:`render_report`'s (``title``, ``spent_usd``, ``extra``, ``live``)."""
     path = Path(outdir) / REPORT_NAME
-    page = render_report(outdir, jobs, title=title, spent_usd=spent_usd, extra=extra, live=live)
-    _write_atomic(path, page.encode("utf-8"))
+    _write_atomic(path, render_report(outdir, jobs, **options).encode("utf-8"))
     return path
 
 

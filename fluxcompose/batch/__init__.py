@@ -32,8 +32,10 @@ from ..errors import ErrorKind, InputError, error_kind
 from ..journal import JobState, Journal
 from ..pairs import Pairs, read_pairs
 from ..recipes import Recipe
-from ..report import ReportWriter
-from ..run import resolve_model, warm_up
+from ..report import ReportWriter, count_verdicts
+from ..request import resolve_model
+from ..run import warm_up
+from .candidates_hook import run_job_candidates
 from .config import BatchConfig, BatchOptions
 from .lock import locked_outdir
 from .pipeline import Pipeline
@@ -73,6 +75,10 @@ class BatchSummary(TypedDict):
     spent_usd: float  # the journal's total over every run
     wall_s: float  # this run
     outputs: list[str]  # result files of the done jobs, in PAIRS order
+    # The done jobs' checks, three apart (DESIGN.md section 7): not measured is neither.
+    checks_passed: int
+    checks_failed: int
+    checks_not_measured: int
     pending: NotRequired[int]  # neither done nor failed (budget stop, interrupt)
     submitted: NotRequired[int]  # jobs this run started on the network
     budget_stopped: NotRequired[bool]
@@ -151,6 +157,7 @@ def _run_locked(
         concurrency=concurrency,
         progress=progress,
         stop=stop,
+        candidates=run_job_candidates,
     )
     if concurrency < cfg.concurrency:
         pipe.say(
@@ -210,6 +217,7 @@ def _summary(
     failed = [r for r in rows if r.state == JobState.FAILED]
     # Rows never prepared (a stop or the budget came first) have no id yet but are jobs.
     jobs = ledger.jobs()
+    verdicts = count_verdicts(done)
     return {
         "jobs": jobs,
         "done": len(done),
@@ -218,6 +226,9 @@ def _summary(
         "spent_usd": round(journal.spent_usd(), 6),
         "wall_s": round(time.monotonic() - t0, 3),
         "outputs": [str(r.output_path) for r in done if r.output_path],
+        "checks_passed": verdicts["passed"],
+        "checks_failed": verdicts["failed"],
+        "checks_not_measured": verdicts["not_measured"],
         "pending": jobs - len(done) - len(failed),
         "submitted": ledger.submitted,
         "budget_stopped": pipe.budget_stopped,

@@ -10,34 +10,37 @@ every candidate is settled, then becomes ``done`` with the chosen candidate's me
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..candidates import Candidate, CandidateHooks, candidate_dir, run_candidates
+from ..candidates import (
+    Candidate,
+    CandidateHooks,
+    candidate_dir,
+    choice_line,
+    run_candidates,
+)
 from ..errors import GenerationError, error_kind
 from ..journal import JobState
+from ..prepare import PreparedJob
+from ..provenance import JobOutcome
 from ..report import make_thumbs
-from ..run import JobOutcome, PreparedJob
 from .finish import FinishTask, finish_in_worker, one_line
-
-if TYPE_CHECKING:
-    from .pipeline import Pipeline, _Job, _Ready
+from .pipeline import BatchJob, Pipeline, ReadyJob
 
 __all__ = ["run_job_candidates"]
 
 
-def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
+def run_job_candidates(pipe: Pipeline, job: BatchJob, ready: ReadyJob) -> None:
     """Draw, journal and finish one job's candidates, then mark the job done (or failed)."""
     prepared = ready.prepared
     job_id = prepared.job_id
     thumbs: dict[str, Any] = {}
 
     def reserve(price: float, force: bool) -> bool:
-        return pipe._reserve(job, price, force=force)
+        return pipe.reserve(job, price, force=force)
 
     def release(price: float) -> None:
-        with pipe._lock:
-            pipe.reserved_usd -= price
-            job.reserved -= price
+        pipe.release(job, price)
 
     def finish(
         cjob: PreparedJob,
@@ -103,8 +106,14 @@ def run_job_candidates(pipe: Pipeline, job: _Job, ready: _Ready) -> None:
         checks_passed=outcome.checks_passed,
         timings=_timings(cands),
         thumbs=_thumbs(pipe, prepared, outcome, cands, thumbs),
+        chosen_by=outcome.sidecar.get("chosen_by"),
+        flag_reason=outcome.sidecar.get("chosen_reason")
+        if outcome.sidecar.get("flagged_for_review")
+        else None,
     )
     pipe.ledger.set_state(job_id, JobState.DONE, finished=True)
+    if outcome.sidecar.get("flagged_for_review"):
+        pipe.say(f"fluxcompose: job {job_id}: {choice_line(outcome.sidecar)}")
 
 
 class _NetworkSlot:

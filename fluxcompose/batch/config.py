@@ -9,7 +9,7 @@ from typing import TypedDict
 
 from ..errors import InputError
 from ..recipes import Recipe
-from ..run import ComposeOptions, RequestOptions
+from ..request import ComposeOptions, RequestOptions
 
 __all__ = ["MAX_CANDIDATES", "BatchConfig", "BatchOptions"]
 

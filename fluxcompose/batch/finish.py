@@ -21,8 +21,10 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import ErrorKind, GenerationError, InputError, error_kind
+from ..prepare import PreparedJob
+from ..provenance import JobOutcome
 from ..report import make_thumbs
-from ..run import JobOutcome, PreparedJob, finish_job
+from ..run import finish_job
 
 __all__ = ["FinishTask", "Finished", "finish", "finish_in_worker", "one_line", "start_workers"]
 

@@ -1,23 +1,25 @@
-"""The pipeline: each job runs start to end on one worker thread.
+"""The pipeline: composers fill a bounded queue of ready requests; senders send them.
 
 ::
 
-    worker thread, one job at a time:
-        prepare (compose)   ─ at most one per core at once       (``cpu`` semaphore)
+    composer threads (one per core): prepare (compose, encode, job id), journal, route
+        -> queue of ready jobs, at most ``concurrency`` long (bounded: memory stays flat)
+    sender threads (2 x concurrency), one job at a time:
         submit, wait, download ─ at most ``concurrency`` at once (``network`` semaphore)
         finish (compare, sheet, sidecar, thumbnails) ─ in a worker process
 
-There are twice as many threads as network slots, so while ``concurrency`` jobs wait
-on the network the others compose the next jobs or finish the last ones: a freed
-slot is taken at once by a job that is ready. Memory stays bounded by the thread
-count (a prepared job holds its canvas). Every state change is committed to the
-journal before the next step; the budget is reserved before a job goes on the network.
+Composing runs ahead of the network: while ``concurrency`` requests are out, the queue
+holds the next ones, already composed and journaled, so a freed network slot is taken at
+once by a sender holding a ready request; the other senders finish the last jobs. Every
+state change is committed to the journal before the next step; the budget is reserved
+before a job goes on the network.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -27,22 +29,24 @@ from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind, GenerationError, InputError, PermanentError, error_kind
 from ..journal import JobState, Journal
-from ..run import PreparedJob, cost_record, generate_with_retries, prepare_job, save_result
+from ..prepare import PreparedJob, prepare_job
+from ..provenance import billed_fields, cost_record
+from ..run import generate_with_retries, image_ok, save_result
 from .config import BatchConfig
 from .finish import FinishTask, finish_in_worker, one_line, start_workers
-from .plan import Action, WorkItem, decide, image_ok, provisional_id
+from .plan import Action, WorkItem, decide, provisional_id
 from .progress import Ledger, ProgressReporter
 
 if TYPE_CHECKING:
     from ..backends.base import Backend
 
-__all__ = ["Pipeline"]
+__all__ = ["BatchJob", "CandidatesRunner", "Pipeline", "ReadyJob"]
 
 _EPS = 1e-9  # dollars: 3 x 0.035 must fit a 0.105 budget despite float rounding
 
 
 @dataclass
-class _Job:
+class BatchJob:
     """One row's job on its worker thread."""
 
     item: WorkItem
@@ -55,7 +59,7 @@ class _Job:
 
 
 @dataclass
-class _Ready:
+class ReadyJob:
     """A composed job, cleared to go: to the network, or straight to finishing."""
 
     prepared: PreparedJob
@@ -64,8 +68,17 @@ class _Ready:
     cost_recorded: bool = False  # the journal already counts this job's price
 
 
+# Runs one best-of-N job on the pipeline's budget, slots and workers (a layer above this
+# module: :func:`fluxcompose.batch.candidates_hook.run_job_candidates`, given by the caller).
+CandidatesRunner = Callable[["Pipeline", BatchJob, ReadyJob], None]
+
+
 class Pipeline:
-    """One batch run's workers and the state they share (behind ``_lock``)."""
+    """One batch run's workers and the state they share (behind ``_lock``).
+
+    ``candidates`` runs a job with ``cfg.candidates`` > 1; the caller gives it, so that this
+    module, the single-job pipeline, knows nothing of best-of-N.
+    """
 
     def __init__(
         self,
@@ -77,8 +90,10 @@ class Pipeline:
         concurrency: int,
         progress: ProgressReporter | None,
         stop: threading.Event,
+        candidates: CandidatesRunner | None = None,
     ) -> None:
         self.cfg = cfg
+        self.candidates = candidates
         self.backend = backend
         self.outdir = outdir
         self.ledger = ledger
@@ -86,13 +101,12 @@ class Pipeline:
         self.concurrency = concurrency
         self.progress = progress
         self.stop = stop
-        cores = max(1, min(os.cpu_count() or 1, 8))
+        cores = self.cores = max(1, min(os.cpu_count() or 1, 8))
         # Comparing and drawing the sheet hold the interpreter lock for long stretches: they
         # go to worker processes. Without them a finish is a few file writes (and thumbnails,
         # decoded at reduced scale), cheaper here than the processes' start and the transfer.
         self.finish_workers = min(cores, 4) if cfg.compare else 0
         self.network = threading.BoundedSemaphore(concurrency)
-        self.cpu = threading.BoundedSemaphore(cores)
         self._lock = threading.Lock()  # guards the rows iterator and the budget below
         self._rows: Iterator[WorkItem] = iter(())
         self.reserved_usd = 0.0
@@ -105,16 +119,30 @@ class Pipeline:
     # -- the run ------------------------------------------------------------------
 
     def run(self, items: list[WorkItem], tick: Callable[[], None]) -> None:
-        """Run ``items`` on ``2 x concurrency`` threads; call ``tick`` while waiting."""
+        """Run ``items``: composers (one per core) feed a queue of at most ``concurrency``
+        ready jobs to ``2 x concurrency`` senders; call ``tick`` while waiting."""
         self._rows = iter(items)
-        if items:
-            start_workers(self.finish_workers)
-        threads = [
-            threading.Thread(target=self._worker, name=f"fluxcompose-job{i}", daemon=True)
+        if not items:
+            return
+        start_workers(self.finish_workers)
+        ready: queue.Queue[tuple[BatchJob, ReadyJob] | None] = queue.Queue(self.concurrency)
+        composers = [
+            threading.Thread(target=self._composer, args=(ready,), name=f"fluxcompose-compose{i}")
+            for i in range(min(self.cores, len(items)))
+        ]
+        senders = [
+            threading.Thread(target=self._sender, args=(ready,), name=f"fluxcompose-send{i}")
             for i in range(min(2 * self.concurrency, len(items)))
         ]
-        for t in threads:
+        for t in (*composers, *senders):
+            t.daemon = True
             t.start()
+        self._wait(composers, tick)
+        for _ in senders:
+            ready.put(None)  # no more work: each sender stops after the queue is drained
+        self._wait(senders, tick)
+
+    def _wait(self, threads: list[threading.Thread], tick: Callable[[], None]) -> None:
         for t in threads:
             while t.is_alive():
                 try:
@@ -134,27 +162,38 @@ class Pipeline:
                 return None  # the rest stay pending for the next run
             return next(self._rows, None)
 
-    def _worker(self) -> None:
+    def _composer(self, ready: queue.Queue[tuple[BatchJob, ReadyJob] | None]) -> None:
+        """Compose rows ahead of the network; blocks while the queue is full."""
         while (item := self._next()) is not None:
-            job = _Job(item)
+            job = BatchJob(item)
             try:
-                self._job(job)
+                got = self._prepare(job)
+            except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
+                self._crashed(job, exc)
+                continue
+            if got is not None:
+                ready.put((job, got))
+
+    def _sender(self, ready: queue.Queue[tuple[BatchJob, ReadyJob] | None]) -> None:
+        while (got := ready.get()) is not None:
+            job, prepared = got
+            try:
+                self._send(job, prepared)
             except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
                 self._crashed(job, exc)
             finally:
                 with self._lock:
                     self.reserved_usd -= job.reserved
 
-    def _job(self, job: _Job) -> None:
-        """One job, start to end."""
-        ready = self._prepare(job)
-        if ready is None:
-            return
+    def _send(self, job: BatchJob, ready: ReadyJob) -> None:
+        """A composed job, from the network (or its saved result) to done."""
         if self.cfg.candidates > 1:
-            self._candidates(job, ready)  # best-of-N: fluxcompose.candidates
+            if self.candidates is None:
+                raise RuntimeError("a best-of-N batch needs its candidates runner")
+            self.candidates(self, job, ready)  # best-of-N: fluxcompose.candidates
             return
         if ready.saved is not None:
-            self._reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
+            self.reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
             output, task_id = ready.saved, ready.resume_task_id
         else:
             got = self._network(job, ready)
@@ -163,7 +202,7 @@ class Pipeline:
             output, task_id = got
         self._finish(job, ready, output, task_id)
 
-    def _crashed(self, job: _Job, exc: BaseException) -> None:
+    def _crashed(self, job: BatchJob, exc: BaseException) -> None:
         """Anything unexpected fails this job only."""
         item, job_id = job.item, job.job_id
         if job_id is None:
@@ -178,14 +217,13 @@ class Pipeline:
 
     # -- prepare: compose, learn the job id, and route the job ----------------------
 
-    def _prepare(self, job: _Job) -> _Ready | None:
+    def _prepare(self, job: BatchJob) -> ReadyJob | None:
         item = job.item
         row = item.row
         try:
-            with self.cpu:
-                t = time.perf_counter()
-                prepared = prepare_job(item.spec, backend_name=self.backend.name)
-                job.timings["prepare_s"] = time.perf_counter() - t
+            t = time.perf_counter()  # on a composer thread: one per core
+            prepared = prepare_job(item.spec, backend_name=self.backend.name)
+            job.timings["prepare_s"] = time.perf_counter() - t
         except (InputError, OSError, ValueError) as exc:
             job_id = job.job_id = row.id or provisional_id(row.line, item.row_key)
             if self.ledger.claim(job_id, row.line, planned=True) is not None:
@@ -233,7 +271,9 @@ class Pipeline:
             # failed while finishing already has its price in the journal.
             self.journal.mark_downloaded(job_id, str(prev.output_path))
             self.ledger.set_state(job_id, JobState.DOWNLOADED)
-            return _Ready(prepared, prev.task_id, Path(str(prev.output_path)), cost_recorded=failed)
+            return ReadyJob(
+                prepared, prev.task_id, Path(str(prev.output_path)), cost_recorded=failed
+            )
         resume = prev.task_id if action is Action.RESUME else None
         if failed:
             if resume is not None:
@@ -241,11 +281,11 @@ class Pipeline:
             else:
                 self.journal.mark_pending(job_id)
         self.ledger.set_state(job_id, JobState.SUBMITTED if resume else JobState.PENDING)
-        return _Ready(prepared, resume)
+        return ReadyJob(prepared, resume)
 
     # -- network: submit (or poll a stored task), wait, download at once -------------
 
-    def _reserve(self, job: _Job, price: float, *, force: bool) -> bool:
+    def reserve(self, job: BatchJob, price: float, *, force: bool) -> bool:
         """Reserve ``price`` USD for a job about to start; False when it must not start.
 
         ``force`` reserves without checking: for work already paid (a resumed task).
@@ -272,7 +312,13 @@ class Pipeline:
             return False
         return True
 
-    def _network(self, job: _Job, ready: _Ready) -> tuple[Path, str | None] | None:
+    def release(self, job: BatchJob, price: float) -> None:
+        """Give back ``price`` USD reserved for ``job`` (its cost is in the journal now)."""
+        with self._lock:
+            self.reserved_usd -= price
+            job.reserved -= price
+
+    def _network(self, job: BatchJob, ready: ReadyJob) -> tuple[Path, str | None] | None:
         """The paid part; None when the job did not reach a result (it stays journaled)."""
         with self.network:
             got = self._generate(job, ready)
@@ -286,7 +332,9 @@ class Pipeline:
         self.ledger.set_state(ready.prepared.job_id, JobState.DOWNLOADED)
         return output, task_id
 
-    def _generate(self, job: _Job, ready: _Ready) -> tuple[Path, str | None, int, float] | None:
+    def _generate(
+        self, job: BatchJob, ready: ReadyJob
+    ) -> tuple[Path, str | None, int, float] | None:
         """Submit (or poll a stored task), wait, download at once; holds a network slot.
 
         Returns (output, task id, attempts not yet journaled, start time), or None when
@@ -295,7 +343,7 @@ class Pipeline:
         prepared = ready.prepared
         job_id = prepared.job_id
         resuming = ready.resume_task_id is not None
-        if self.stop.is_set() or not self._reserve(job, float(prepared.price_usd), force=resuming):
+        if self.stop.is_set() or not self.reserve(job, float(prepared.price_usd), force=resuming):
             return None  # stays pending (or submitted) for the next run
         self.ledger.network(+1, submitted=not resuming)
         # The attempt count and start time ride on the next write (no extra commit on the
@@ -341,7 +389,7 @@ class Pipeline:
         return output, result.task_id or ready.resume_task_id, uncounted, started_at
 
     def _network_failed(
-        self, job: _Job, exc: GenerationError, attempts: int, started_at: float
+        self, job: BatchJob, exc: GenerationError, attempts: int, started_at: float
     ) -> None:
         job_id = job.job_id
         assert job_id is not None
@@ -363,7 +411,7 @@ class Pipeline:
 
     # -- finish: in a worker process, then done -------------------------------------
 
-    def _finish(self, job: _Job, ready: _Ready, output: Path, task_id: str | None) -> None:
+    def _finish(self, job: BatchJob, ready: ReadyJob, output: Path, task_id: str | None) -> None:
         prepared = ready.prepared
         job_id = prepared.job_id
         task = FinishTask(
@@ -374,7 +422,7 @@ class Pipeline:
             self.cfg.compare,
             task_id,
             dict(job.timings),
-            billed=_billed_fields(job.billed),
+            billed=billed_fields(job.billed),
         )
         done = finish_in_worker(task, workers=self.finish_workers)
         paid = float(cost_record(prepared, job.billed)["usd"])
@@ -397,18 +445,3 @@ class Pipeline:
             thumbs=done.thumbs,
         )
         self.ledger.set_state(job_id, JobState.DONE, finished=True)
-
-    # -- best-of-N: every candidate journaled, reserved and finished like a job ----------
-
-    def _candidates(self, job: _Job, ready: _Ready) -> None:
-        from .candidates_hook import run_job_candidates
-
-        run_job_candidates(self, job, ready)
-
-
-_BILLED_KEYS = ("cost_credits", "input_mp", "output_mp")
-
-
-def _billed_fields(extra: dict[str, object]) -> dict[str, object]:
-    """The price fields of a result's ``extra`` (all a finish worker needs of it)."""
-    return {k: extra[k] for k in _BILLED_KEYS if k in extra}

@@ -9,15 +9,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-
-from PIL import Image
 
 from ..errors import ErrorKind, InputError
 from ..journal import JobRow, JobState, Journal
 from ..pairs import PairRow, Pairs
 from ..recipes import Recipe
-from ..run import JobSpec
+from ..request import JobSpec
+from ..run import image_ok
 from .config import BatchConfig
 from .progress import Ledger
 
@@ -144,18 +142,6 @@ def row_key(context: str, row: PairRow) -> str:
 def provisional_id(line: int, key: str) -> str:
     """An id for a row that never got a real one (its input could not be read)."""
     return f"line{line}-{key[:10]}"
-
-
-def image_ok(path: str | Path | None) -> bool:
-    """True when ``path`` is a complete, decodable image (for resuming a downloaded job)."""
-    if not path:
-        return False
-    try:
-        with Image.open(path) as im:
-            im.load()
-        return True
-    except Exception:
-        return False
 
 
 def precheck(cfg: BatchConfig, pairs: Pairs) -> None:

@@ -1,4 +1,8 @@
-"""Option types and small helpers shared by the commands."""
+"""Option types and small helpers shared by the commands.
+
+Over 500 lines because every shared flag is declared here once, with its help text, in
+the bundle its commands take (backend, request, prompt, compose, batch run, job).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 import click
 
@@ -18,7 +23,7 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
     from ..batch import BatchConfig
     from ..recipes import Recipe
-    from ..run import ComposeOptions, RequestOptions
+    from ..request import ComposeOptions, RequestOptions
 
 
 class RatioType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
@@ -130,6 +135,48 @@ class PromptOptions:
     variables: dict[str, str] = field(default_factory=dict)
     compare: bool = True
     subject_box: tuple[float, float, float, float] | None = None
+
+
+recipe_option = click.option(
+    "--recipe",
+    "-r",
+    default=None,
+    metavar="NAME|PATH",
+    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
+)
+
+
+def outdir_option(help_text: str) -> _Option:
+    """A required ``-o/--outdir`` folder (batch and ab: where the resumable work lives)."""
+    return click.option("-o", "--outdir", required=True, type=click.Path(path_type=Path),
+                        help=help_text)  # fmt: skip
+
+
+class JobOptions(NamedTuple):
+    """Everything run, batch and ab ask of one job: backend, request, prompt, canvas and
+    best-of-N (``backend, request, job, compose, candidates, stop_on_pass = opts``)."""
+
+    backend: BackendChoice
+    request: RequestOptions
+    job: PromptOptions
+    compose: ComposeOptions
+    candidates: int = 1
+    stop_on_pass: bool = False
+
+
+def job_options(f: _F) -> _F:
+    """The option bundles of one job (:class:`JobOptions`) -> one argument ``opts``."""
+    from ._candidate_options import candidate_options
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        opts = JobOptions(*(kwargs.pop(name) for name in JobOptions._fields))
+        return f(*args, opts=opts, **kwargs)
+
+    out: Any = wrapper
+    for add in (candidate_options, compose_options, prompt_options, request_options):
+        out = add(out)
+    return cast(_F, backend_options(out))
 
 
 def backend_options(f: _F) -> _F:
@@ -344,7 +391,7 @@ def compose_options(f: _F) -> _F:
     from ..recipes import COMPOSE_KEYS  # a recipe's [compose] keys: the same names
 
     def build(**values: Any) -> ComposeOptions:
-        from ..run import ComposeOptions
+        from ..request import ComposeOptions
 
         return ComposeOptions(**values)
 
@@ -401,19 +448,11 @@ def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_
     return _bundle("run", names, options, build)
 
 
-def batch_config(
-    recipe: str | None,
-    request: RequestOptions,
-    compose: ComposeOptions,
-    job: PromptOptions,
-    run: BatchRunOptions,
-    *,
-    candidates: int = 1,
-    stop_on_pass: bool = False,
-) -> BatchConfig:
+def batch_config(recipe: str | None, opts: JobOptions, run: BatchRunOptions) -> BatchConfig:
     """The :class:`~fluxcompose.batch.BatchConfig` that batch and ab's flags describe."""
     from ..batch import BatchConfig
 
+    _, request, job, compose, candidates, stop_on_pass = opts
     return BatchConfig(
         recipe=load_recipe_arg(recipe),
         request_options=request,
@@ -446,7 +485,7 @@ def build_request_options(
     guidance: float | None = None,
 ) -> RequestOptions:
     """RequestOptions from the parsed flags; a fixed ratio is validated here, at the edge."""
-    from ..run import RequestOptions
+    from ..request import RequestOptions
 
     if aspect_ratio is not None:
         rule = aspect_ratio.strip()
@@ -503,3 +542,17 @@ def announce(backend: Backend, model: str, calls: int, price_per_call: float) ->
     model_notice = getattr(backend, "model_notice", None)
     if callable(model_notice):
         notice(str(model_notice(model)))
+
+
+def batch_options(
+    *, outdir_help: str, concurrency_help: str, budget_help: str
+) -> Callable[[_F], _F]:
+    """What batch and ab share: --recipe, -o/--outdir, the :class:`BatchRunOptions`
+    (``run``) and the :class:`JobOptions` (``opts``)."""
+
+    def add(f: _F) -> _F:
+        f = job_options(f)
+        f = batch_run_options(concurrency_help=concurrency_help, budget_help=budget_help)(f)
+        return cast(_F, recipe_option(outdir_option(outdir_help)(f)))
+
+    return add

@@ -5,29 +5,20 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..errors import InputError
-from ._candidate_options import candidate_options
 from ._common import (
-    BackendChoice,
     BatchRunOptions,
-    PromptOptions,
-    backend_options,
+    JobOptions,
     batch_config,
-    batch_run_options,
-    compose_options,
+    batch_options,
     notice,
     print_json,
-    prompt_options,
-    request_options,
 )
 from .batch_cmd import _stop_on_signals, redacted_command
-
-if TYPE_CHECKING:
-    from ..run import ComposeOptions, RequestOptions
 
 __all__ = ["ab_cmd"]
 
@@ -42,23 +33,11 @@ __all__ = ["ab_cmd"]
     metavar="NAME=MODEL[:stitched|separate]",
     help="An arm (at least two): its folder name in OUTDIR, model and references mode.",
 )
-@click.option("--recipe", "-r", default=None, metavar="NAME|PATH", help="A recipe name or file.")
-@click.option(
-    "-o",
-    "--outdir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Where each arm's batch (OUTDIR/NAME/), ab.json and ab.html go; run again to resume.",
-)
-@batch_run_options(
+@batch_options(
+    outdir_help="Where each arm's batch (OUTDIR/NAME/), ab.json and ab.html go; run again to resume.",
     concurrency_help="Jobs in flight at once per arm; also the size of the interleaved chunks.",
     budget_help="Per arm: never start a job that would take the arm's total over USD.",
 )
-@backend_options
-@request_options
-@prompt_options
-@compose_options
-@candidate_options
 @click.option("--json", "as_json", is_flag=True, help="Print ab.json on stdout.")
 def ab_cmd(
     pairs: Path,
@@ -66,12 +45,7 @@ def ab_cmd(
     recipe: str | None,
     outdir: Path,
     run: BatchRunOptions,
-    backend: BackendChoice,
-    request: RequestOptions,
-    job: PromptOptions,
-    compose: ComposeOptions,
-    candidates: int,
-    stop_on_pass: bool,
+    opts: JobOptions,
     as_json: bool,
 ) -> int:
     """Run every pair of PAIRS under every --arm and compare the arms: which model and
@@ -87,6 +61,7 @@ def ab_cmd(
       fluxcompose ab samples/pairs.csv -r pattern-transfer --arm kontext=flux-kontext-pro --arm f2=flux-2-pro -o ab/ --backend local
       fluxcompose ab pairs.csv -r pattern-transfer --arm pro=flux-kontext-pro --arm max=flux-kontext-max -o ab/ --candidates 3 --stop-on-pass
     """
+    backend, request = opts.backend, opts.request
     from ..ab import parse_arms, run_ab
     from ..pairs import read_pairs
 
@@ -96,9 +71,7 @@ def ab_cmd(
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    config = batch_config(
-        recipe, request, compose, job, run, candidates=candidates, stop_on_pass=stop_on_pass
-    )
+    config = batch_config(recipe, opts, run)
     backend_obj = backend.build()
     text = getattr(backend_obj, "NOTICE", None)
     if text:

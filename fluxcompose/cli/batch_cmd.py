@@ -16,25 +16,18 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import InputError
-from ._candidate_options import candidate_options
 from ._common import (
-    BackendChoice,
     BatchRunOptions,
-    PromptOptions,
+    JobOptions,
     announce,
-    backend_options,
     batch_config,
-    batch_run_options,
-    compose_options,
+    batch_options,
     notice,
     print_json,
-    prompt_options,
-    request_options,
 )
 
 if TYPE_CHECKING:
     from ..batch import BatchSummary
-    from ..run import ComposeOptions, RequestOptions
 
 __all__ = ["batch", "redacted_command"]
 
@@ -94,29 +87,11 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
 
 @click.command("batch")
 @click.argument("pairs", type=click.Path(path_type=Path, dir_okay=True))
-@click.option(
-    "--recipe",
-    "-r",
-    default=None,
-    metavar="NAME|PATH",
-    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
-)
-@click.option(
-    "-o",
-    "--outdir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
-)
-@batch_run_options(
+@batch_options(
+    outdir_help="Where outputs, journal.sqlite and report.html go; run again with the same one to resume.",
     concurrency_help="Jobs in flight at once (capped by the backend's limit).",
     budget_help="Never start a job that would take this OUTDIR's total spend over USD.",
 )
-@backend_options
-@request_options
-@prompt_options
-@compose_options
-@candidate_options
 @click.option(
     "--retry-rejected",
     is_flag=True,
@@ -129,12 +104,7 @@ def batch(
     recipe: str | None,
     outdir: Path,
     run: BatchRunOptions,
-    backend: BackendChoice,
-    request: RequestOptions,
-    job: PromptOptions,
-    compose: ComposeOptions,
-    candidates: int,
-    stop_on_pass: bool,
+    opts: JobOptions,
     retry_rejected: bool,
     as_json: bool,
 ) -> int:
@@ -157,17 +127,16 @@ def batch(
       fluxcompose batch pairs.csv -r style-fusion -o out/ --retry-failed --json
       fluxcompose batch pairs.csv -r pattern-transfer -o out/ --retry-rejected --budget 2
     """
+    backend, request, job, compose, candidates, _ = opts
     from ..batch import StderrProgress, run_batch
     from ..pairs import read_pairs
+    from ..request import JobSpec, resolve_model, typical_price
     from ..review.retry import HISTORY_DIR, apply_retry, plan_retry
-    from ..run import JobSpec, resolve_model, typical_price
 
     if outdir.exists() and not outdir.is_dir():
         raise InputError(f"{outdir}: exists and is not a folder")
     parsed = read_pairs(pairs)
-    config = batch_config(
-        recipe, request, compose, job, run, candidates=candidates, stop_on_pass=stop_on_pass
-    )
+    config = batch_config(recipe, opts, run)
     backend_obj = backend.build()
     chosen_model = resolve_model(config.recipe, request.model)
     typical = JobSpec(
@@ -229,6 +198,12 @@ def _print_summary(summary: BatchSummary) -> None:
         f" {summary.get('pending', 0)} not finished; spent ${summary['spent_usd']:.3f} in total;"
         f" {summary['wall_s']:.1f} s"
     )
+    if summary["done"]:
+        notice(
+            f"fluxcompose: checks: {summary['checks_passed']} passed,"
+            f" {summary['checks_failed']} failed,"
+            f" {summary['checks_not_measured']} not measured"
+        )
     errors = summary.get("errors") or []
     for err in errors[:10]:
         notice(f"  failed: {err['error']}")

@@ -3,38 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..errors import ChecksFailed, InputError
-from ._candidate_options import candidate_options
 from ._common import (
-    BackendChoice,
-    PromptOptions,
+    JobOptions,
     announce,
-    backend_options,
-    compose_options,
+    job_options,
     load_recipe_arg,
     notice,
     print_json,
-    prompt_options,
-    request_options,
+    recipe_option,
 )
-
-if TYPE_CHECKING:
-    from ..run import ComposeOptions, RequestOptions
 
 
 @click.command("run")
 @click.argument("images", nargs=-1)
-@click.option(
-    "--recipe",
-    "-r",
-    default=None,
-    metavar="NAME|PATH",
-    help="A built-in recipe (see `fluxcompose recipes`) or a recipe file.",
-)
+@recipe_option
 @click.option(
     "-o",
     "--outdir",
@@ -43,11 +30,7 @@ if TYPE_CHECKING:
     show_default=True,
     help="Where to write the outputs.",
 )
-@backend_options
-@request_options
-@prompt_options
-@compose_options
-@candidate_options
+@job_options
 @click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
 @click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
 @click.option(
@@ -60,12 +43,7 @@ def run_cmd(
     images: tuple[str, ...],
     recipe: str | None,
     outdir: Path,
-    backend: BackendChoice,
-    request: RequestOptions,
-    job: PromptOptions,
-    compose: ComposeOptions,
-    candidates: int,
-    stop_on_pass: bool,
+    opts: JobOptions,
     strict: bool,
     dry_run: bool,
     as_json: bool,
@@ -85,7 +63,9 @@ def run_cmd(
       fluxcompose run a.png b.jpg -r style-fusion --dry-run
       fluxcompose run a.png b.jpg -r pattern-transfer --model flux-2-pro --references separate
     """
-    from ..run import JobSpec, complete_job, prepare_job, warm_up
+    backend, request, job, compose, candidates, stop_on_pass = opts
+    from ..request import JobSpec
+    from ..run import complete_job, prepare_job, warm_up
 
     spec = JobSpec(
         recipe=load_recipe_arg(recipe),
@@ -120,19 +100,26 @@ def run_cmd(
     def on_retry(attempt: int, exc: BaseException, delay: float) -> None:
         notice(f"attempt {attempt} failed ({' '.join(str(exc).split())}); retrying in {delay:.1f}s")
 
-    outcome = complete_job(
-        prepared,
-        backend_obj,
-        outdir,
-        compare=job.compare,
-        on_retry=on_retry,
-        candidates=candidates,
-        stop_on_pass=stop_on_pass,
-    )
-    if outcome.sidecar.get("candidates"):
-        c = outcome.sidecar["candidates"]
-        drawn = sum(1 for x in c if x["state"] != "pending")
-        notice(f"candidates: chose {outcome.sidecar['chosen']} of {drawn} drawn ({len(c)} asked)")
+    if candidates > 1:
+        # Best-of-N: a layer above one job (DESIGN.md section 12).
+        from ..candidates import CandidateHooks, choice_line, run_candidates
+
+        got = run_candidates(
+            prepared,
+            backend_obj,
+            outdir,
+            n=candidates,
+            stop_on_pass=stop_on_pass,
+            compare=job.compare,
+            hooks=CandidateHooks(on_retry=on_retry),
+        )
+        assert got is not None  # no journal, no budget, no stop: every candidate is drawn
+        outcome = got[0]
+        notice(choice_line(outcome.sidecar))
+    else:
+        outcome = complete_job(
+            prepared, backend_obj, outdir, compare=job.compare, on_retry=on_retry
+        )
     if as_json:
         print_json(outcome.sidecar)
     for warning in outcome.sidecar.get("backend_notes", {}).get("warnings") or []:

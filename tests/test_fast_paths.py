@@ -1,0 +1,133 @@
+"""The client's per-job fast paths (issue 16) give exactly what the slow paths gave:
+PNG orientation without inflating, PNGs decoded by libpng, decoded cells reused across
+jobs, thumbnails cut from one reduced canvas."""
+
+from __future__ import annotations
+
+import io
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fluxcompose import images
+from fluxcompose.compose import compose
+from fluxcompose.images import open_source
+from fluxcompose.report import make_thumbs
+from tests.paths import SHARED_IMAGES
+
+REPO = Path(__file__).resolve().parent.parent
+PATTERN = REPO / "samples" / "pattern.png"
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return len(body).to_bytes(4, "big") + kind + body + zlib.crc32(kind + body).to_bytes(4, "big")
+
+
+def _noise_png(path: Path, size: tuple[int, int], seed: int, **save: object) -> Path:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    Image.fromarray(arr, "RGB").save(path, "PNG", **save)
+    return path
+
+
+def test_png_orientation_found_after_the_image_data(tmp_path: Path) -> None:
+    """An eXIf chunk after IDAT (allowed by the PNG spec) is still read: rotated sizes."""
+    plain = _noise_png(tmp_path / "plain.png", (40, 20), 1)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the upright image is 20 x 40
+    data = plain.read_bytes()
+    iend = data.rindex(b"IEND") - 4
+    late = tmp_path / "late.png"
+    late.write_bytes(data[:iend] + _chunk(b"eXIf", exif.tobytes()) + data[iend:])
+    with Image.open(late) as im:
+        assert int(im.getexif().get(0x0112)) == 6  # Pillow agrees, after inflating
+    assert open_source(late).orientation == 6 and open_source(late).size == (20, 40)
+    assert open_source(plain).orientation == 1 and open_source(plain).size == (40, 20)
+    early = tmp_path / "early.png"
+    Image.open(plain).save(early, exif=exif)
+    assert open_source(early).orientation == 6
+
+
+@pytest.mark.parametrize("level", [0, 9])
+def test_libpng_decode_matches_pillow(tmp_path: Path, level: int) -> None:
+    path = _noise_png(tmp_path / "n.png", (97, 61), level, compress_level=level)
+    src = open_source(path)
+    assert src._plain_png()
+    for size in ((97, 61), (30, 19), (150, 94)):
+        fast = np.empty((size[1], size[0], 3), np.uint8)
+        src._decode_into(fast, background=(255, 255, 255))
+        slow = np.asarray(src.decode(None if size == (97, 61) else size))
+        assert np.array_equal(fast, slow), size
+
+
+def test_transparent_png_is_not_taken_for_plain(tmp_path: Path) -> None:
+    """tRNS on an RGB PNG takes Pillow's path, whatever that makes of the keyed colour."""
+    arr = np.zeros((8, 8, 3), np.uint8)
+    arr[:4] = (10, 20, 30)
+    path = tmp_path / "t.png"
+    Image.fromarray(arr).save(path, transparency=(10, 20, 30))
+    src = open_source(path)
+    assert not src._plain_png()
+    out = np.empty((8, 8, 3), np.uint8)
+    src.decode_into(out, background=(200, 100, 50))
+    assert np.array_equal(out, np.asarray(src.decode(background=(200, 100, 50))))
+
+
+def test_reused_cells_are_the_pixels_a_fresh_decode_gives() -> None:
+    target = (
+        SHARED_IMAGES / "people" / "model_1.png"
+        if (SHARED_IMAGES / "people" / "model_1.png").is_file()
+        else REPO / "samples" / "model.jpg"
+    )
+    # The cache compose() really uses (a test elsewhere may have re-imported the modules).
+    cache = compose.__globals__["open_source"].__globals__["_CELLS"]
+    cache.clear()
+    first = np.asarray(compose([PATTERN, target]).image)
+    assert len(cache._items) == 2
+    again = np.asarray(compose([PATTERN, target]).image)  # both cells from the cache
+    cache.clear()
+    fresh = np.asarray(compose([PATTERN, target]).image)
+    assert np.array_equal(first, again) and np.array_equal(again, fresh)
+    # The background is part of the key: the pattern's transparency is flattened onto it.
+    black = np.asarray(compose([PATTERN, target], background="black").image)
+    cache.clear()
+    assert np.array_equal(black, np.asarray(compose([PATTERN, target], background="black").image))
+    assert not np.array_equal(black, fresh)
+
+
+def test_cell_cache_stays_within_its_bytes() -> None:
+    cache = images._CellCache(max_bytes=4 * 300)
+    for i in range(10):
+        cache.put(("k", i), np.full((10, 10, 3), i, np.uint8))
+    assert cache._bytes <= cache.max_bytes and len(cache._items) == 4
+    out = np.empty((10, 10, 3), np.uint8)
+    assert cache.get_into(("k", 9), out) and (out == 9).all()
+    assert not cache.get_into(("k", 0), out)
+
+
+def test_cell_thumbnails_show_their_cells(tmp_path: Path) -> None:
+    """Each source thumbnail is its cell, shrunk: the same mean colour, the cell's aspect."""
+    canvas = Image.new("RGB", (1344, 768), (255, 255, 255))
+    canvas.paste((200, 30, 30), (0, 0, 768, 768))
+    canvas.paste((20, 40, 220), (768, 0, 1344, 768))
+    canvas.paste((20, 200, 40), (768, 384, 1344, 768))
+    out = tmp_path / "o.jpg"
+    canvas.save(out)
+    got = make_thumbs(tmp_path, "j", canvas=canvas, cells=[(0, 0, 768, 768), (768, 0, 1344, 768)],
+                      output=out)  # fmt: skip
+    assert got["sources"] == ["thumbs/j.src1.jpg", "thumbs/j.src2.jpg"]
+    with (
+        Image.open(tmp_path / got["sources"][0]) as a,
+        Image.open(tmp_path / got["sources"][1]) as b,
+    ):
+        assert a.size == (160, 160) and b.size == (120, 160)
+        red = np.asarray(a.convert("RGB"), float).mean(axis=(0, 1))
+        halves = np.asarray(b.convert("RGB"), float)
+    assert np.allclose(red, (200, 30, 30), atol=4)
+    assert np.allclose(halves[:78].mean(axis=(0, 1)), (20, 40, 220), atol=6)
+    assert np.allclose(halves[82:].mean(axis=(0, 1)), (20, 200, 40), atol=6)
+    with Image.open(io.BytesIO((tmp_path / got["output"]).read_bytes())) as o:
+        assert max(o.size) == 160
