@@ -295,6 +295,26 @@ def test_given_box_on_the_white_tee() -> None:
     assert inside.sum() / mask.sum() >= 0.99
 
 
+@pytest.mark.parametrize("name", ["model_1", "model_7"])
+def test_given_box_off_the_wearer_has_no_garment_in_it(name: str) -> None:
+    """A box drawn on the backdrop beside a person the model sees: the garment inside it is
+    that person's garment there (none), never fabric GrabCut invents out of the backdrop,
+    which would let a print on the wall pass as "on the garment"."""
+    img = people.photo(name)
+    h, w = img.shape[:2]
+    box = (0.02, 0.02, 0.22, 0.2)  # the top-left corner: studio backdrop
+    s = locate(img, subject_box=box)
+    assert s.method == "given" and s.chest_box == box
+    mask = s.garment_mask((w, h))
+    assert mask is not None
+    inside = mask[round(0.02 * h) : round(0.2 * h), round(0.02 * w) : round(0.22 * w)]
+    assert inside.mean() <= 0.02
+    # The fallback alone (no pose consulted) does invent fabric there: the test can fail.
+    alone = by_given_box(img, box).garment_mask((w, h))
+    assert alone is not None
+    assert alone[round(0.02 * h) : round(0.2 * h), round(0.02 * w) : round(0.22 * w)].mean() > 0.2
+
+
 def test_given_box_as_text_and_bad_box() -> None:
     img = people.photo("model_1")
     s = locate(img, subject_box="0.2,0.5,0.8,1.0")  # type: ignore[arg-type]

@@ -135,7 +135,20 @@ def _given(rgb: Array, box: Box) -> Subject:
     pose = detect(work)
     mask: Mask | None = None if pose is None else person_mask_in_box(pose, box, work)
     if mask is None:
-        return by_given_box(rgb, box)
+        wearer, _ = _by_pose(work)
+        if wearer is None:
+            return by_given_box(rgb, box)
+        # A plausible wearer stands elsewhere: the box lies mostly off their body, so only
+        # their garment inside it is garment. GrabCut in the box would invent fabric out of
+        # the background, and a print there would pass as "on the garment".
+        h, w = work.shape[:2]
+        theirs = wearer.garment_mask((w, h))
+        inside: Mask = np.zeros((h, w), bool)
+        x0, y0 = round(box[0] * w), round(box[1] * h)
+        x1, y1 = max(x0 + 1, round(box[2] * w)), max(y0 + 1, round(box[3] * h))
+        if theirs is not None:
+            inside[y0:y1, x0:x1] = theirs[y0:y1, x0:x1]
+        mask = inside
     return Subject(True, "given", 1.0, box, mask_box(mask), None, mask)
 
 
