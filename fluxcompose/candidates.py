@@ -42,6 +42,7 @@ __all__ = [
     "CANDIDATES_DIR",
     "Candidate",
     "CandidateHooks",
+    "Drawn",
     "candidate_dir",
     "candidate_job",
     "candidate_seeds",
@@ -55,10 +56,21 @@ __all__ = [
 CANDIDATES_DIR = "candidates"
 SEED_MAX = 2**31 - 1
 
-# (candidate job, output, its folder, task id, stage timings, the provider's billed fields)
-FinishFn = Callable[
-    [PreparedJob, Path, Path, "str | None", dict[str, float], dict[str, Any]], JobOutcome
-]
+
+@dataclass(frozen=True)
+class Drawn:
+    """A candidate's paid-for output, ready to finish: the image file, the provider's task
+    id, the stage timings in seconds (``generate_s``, ``download_s``; empty when an earlier
+    run drew it) and the provider's billed fields (empty when it said none)."""
+
+    output: Path
+    task_id: str | None
+    timings: dict[str, float] = field(default_factory=dict)
+    billed: dict[str, Any] = field(default_factory=dict)
+
+
+# (candidate job, its folder, what was drawn) -> the candidate's outcome
+FinishFn = Callable[[PreparedJob, Path, Drawn], JobOutcome]
 
 
 @dataclass
@@ -200,9 +212,7 @@ def run_candidates(
                 c.state = JobState.DOWNLOADED.value  # paid, failed only while finishing
         if c.state == JobState.DOWNLOADED.value and image_ok(c.output_path):
             assert c.output_path is not None
-            timings: dict[str, float] = {}
-            billed: dict[str, Any] = {}
-            output, task_id = c.output_path, c.task_id
+            drawn = Drawn(c.output_path, c.task_id)
         else:
             resume = c.task_id if backend.resumable and c.state == "submitted" else None
             got = _generate(cjob, c, backend, cdir, rec, hooks, price, resume, max_attempts)
@@ -214,8 +224,8 @@ def run_candidates(
                 continue
             if got is None:
                 return None  # budget or stop: pending for the next run
-            output, task_id, timings, billed = got
-        _finish_one(cjob, c, output, cdir, task_id, timings, billed, rec, hooks, backend, compare)
+            drawn = got
+        _finish_one(cjob, c, cdir, drawn, rec, hooks, backend, compare)
         if hooks.on_finished is not None:
             hooks.on_finished(c)
     picked = choice(cands)
@@ -241,7 +251,7 @@ def _generate(
     price: float,
     resume: str | None,
     max_attempts: int,
-) -> tuple[Path, str | None, dict[str, float], dict[str, Any]] | GenerationError | None:
+) -> Drawn | GenerationError | None:
     """One candidate's paid part; None when it must not start, the error when it failed.
 
     What it cost is the provider's word when the reply carried it (BFL credits), else
@@ -294,7 +304,7 @@ def _generate(
         rec.update(c.index, generate_s=c.generate_s, task_id=c.task_id)
         hooks.release(price)
         released = True
-        return output, c.task_id, {"generate_s": t1 - t0, "download_s": t2 - t1}, billed
+        return Drawn(output, c.task_id, {"generate_s": t1 - t0, "download_s": t2 - t1}, billed)
     finally:
         if not released:
             hooks.release(price)
@@ -303,11 +313,8 @@ def _generate(
 def _finish_one(
     cjob: PreparedJob,
     c: Candidate,
-    output: Path,
     cdir: Path,
-    task_id: str | None,
-    timings: dict[str, float],
-    billed: dict[str, Any],
+    drawn: Drawn,
     rec: _Rec,
     hooks: CandidateHooks,
     backend: Backend,
@@ -315,17 +322,17 @@ def _finish_one(
 ) -> None:
     try:
         if hooks.finish is not None:
-            outcome = hooks.finish(cjob, output, cdir, task_id, timings, billed)
+            outcome = hooks.finish(cjob, cdir, drawn)
         else:
             outcome = finish_job(
                 cjob,
-                output,
+                drawn.output,
                 cdir,
                 backend_name=backend.name,
                 compare=compare,
-                timings=timings,
-                task_id=task_id,
-                billed=billed,
+                timings=drawn.timings,
+                task_id=drawn.task_id,
+                billed=drawn.billed,
             )
     except Exception as exc:  # noqa: BLE001 - paid for but unusable: this candidate fails
         c.state, c.error = JobState.FAILED.value, f"{type(exc).__name__}: {exc}"[:500]

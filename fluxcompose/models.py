@@ -31,6 +31,7 @@ __all__ = [
     "SIZE_MULTIPLE",
     "STEPS_RANGE",
     "ModelSpec",
+    "concurrency_cap",
     "model_spec",
     "size_problem",
 ]
@@ -135,6 +136,13 @@ def model_spec(name: str) -> ModelSpec:
     if spec is None:
         raise ConfigError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
     return spec
+
+
+def concurrency_cap(model: str) -> int:
+    """BFL's cap on tasks in flight for ``model`` (the model table): 6 for flux-kontext-max,
+    24 for any other model, known or not."""
+    spec = MODEL_SPECS.get(model)
+    return 24 if spec is None else spec.bfl_concurrency
 
 
 def size_problem(width: object, height: object) -> str | None:

@@ -36,6 +36,7 @@ __all__ = [
     "network_error",
     "parse_retry_after",
     "reason",
+    "redact",
     "status_error",
 ]
 
@@ -99,6 +100,11 @@ def status_error(
     if 300 <= status < 400:
         return RequestError(f"{where}: unexpected redirect (HTTP {status})")
     return TransientError(f"{where}: server error (HTTP {status}){suffix}")
+
+
+def redact(text: str, secret: str) -> str:
+    """``text`` with every occurrence of ``secret`` (an API key) replaced by ``***``."""
+    return text.replace(secret, "***") if secret else text
 
 
 def reason(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 from .errors import InputError
 from .images import atomic_path
 
-__all__ = ["draw_sheet"]
+__all__ = ["draw_sheet", "format_value", "pattern_evidence"]
 
 PANEL_H = 320  # pixels: sources and canvas
 OUTPUT_H = 448  # pixels: the output is the subject, so it is shown larger
@@ -66,17 +66,19 @@ def pattern_evidence(pattern: Mapping[str, Any]) -> str:
     inliers = int(pattern.get("inliers") or 0)
     if pattern.get("found"):
         if pattern.get("method") == "colour":
-            return f"by colour, correlation {_fmt(pattern.get('score'))}"
+            return f"by colour, correlation {format_value(pattern.get('score'))}"
         return f"by {inliers} matched features"
     parts = [f"{inliers} matched features"]
     if pattern.get("colour_score") is not None:
-        parts.append(f"colour correlation {_fmt(pattern.get('colour_score'))}")
+        parts.append(f"colour correlation {format_value(pattern.get('colour_score'))}")
     if pattern.get("reason"):
         parts.append(str(pattern["reason"]))
     return ", ".join(parts)
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
+def format_value(v: Any, digits: int = 3) -> str:
+    """A report value as the sheet and the CLI show it: ``n/a`` for None, ``yes``/``no``,
+    floats to ``digits`` decimals, lists and tuples as ``[a, b]``, anything else as ``str``."""
     if v is None:
         return "n/a"
     if isinstance(v, bool):
@@ -84,7 +86,7 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return f"{v:.{digits}f}"
     if isinstance(v, list | tuple):
-        return "[" + ", ".join(_fmt(x, digits) for x in v) + "]"
+        return "[" + ", ".join(format_value(x, digits) for x in v) + "]"
     return str(v)
 
 
@@ -233,15 +235,15 @@ def _is_raw(output: Image.Image, aligned: Mapping[str, Any]) -> bool:
 
 def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, int]]]:
     lines: list[tuple[str, tuple[int, int, int]]] = []
-    lines.append((f"SSIM (output vs target): {_fmt(data.get('ssim'))}", INK))
+    lines.append((f"SSIM (output vs target): {format_value(data.get('ssim'))}", INK))
     outside = data.get("ssim_outside_edit")
     why = " (the edit covers the whole image)" if outside is None else ""
-    lines.append((f"SSIM outside edit: {_fmt(outside)}{why}", INK))
+    lines.append((f"SSIM outside edit: {format_value(outside)}{why}", INK))
     region = data.get("edit_region") or {}
     if region.get("box"):
         lines.append(
             (
-                f"edit region: box {_fmt(region['box'], 2)}, area {_fmt(region.get('area_fraction'))}",
+                f"edit region: box {format_value(region['box'], 2)}, area {format_value(region.get('area_fraction'))}",
                 EDIT_TEXT_C,
             )
         )
@@ -251,14 +253,14 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
     if subj.get("found"):
         lines.append(
             (
-                f"subject: {subj.get('method')}, chest box {_fmt(subj.get('chest_box'), 2)}, "
-                f"confidence {_fmt(subj.get('confidence'), 2)}",
+                f"subject: {subj.get('method')}, chest box {format_value(subj.get('chest_box'), 2)}, "
+                f"confidence {format_value(subj.get('confidence'), 2)}",
                 INK,
             )
         )
         og = data.get("ssim_outside_garment")
         why = " (too few pixels off the garment)" if og is None else ""
-        lines.append((f"SSIM off the garment: {_fmt(og)}{why}", INK))
+        lines.append((f"SSIM off the garment: {format_value(og)}{why}", INK))
     else:
         lines.append(
             ("subject: NONE found (give --subject-box); chest checks not measured", WARN_C)
@@ -272,7 +274,7 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
         lines.append(
             (
                 f"pattern: found {pattern_evidence(pattern)}, width "
-                f"{_fmt(pattern.get('width_fraction'))} of the {rel}, "
+                f"{format_value(pattern.get('width_fraction'))} of the {rel}, "
                 f"offset ({_signed(off[0])}, {_signed(off[1])}) (relative_to {rel})",
                 PATTERN_TEXT_C,
             )
@@ -280,8 +282,8 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
         if rel == "chest":
             lines.append(
                 (
-                    f"pattern: on the garment {_fmt(pattern.get('on_garment'))}, "
-                    f"{_fmt(pattern.get('placement_distance'))} chest widths from the placement",
+                    f"pattern: on the garment {format_value(pattern.get('on_garment'))}, "
+                    f"{format_value(pattern.get('placement_distance'))} chest widths from the placement",
                     PATTERN_TEXT_C,
                 )
             )
@@ -293,18 +295,18 @@ def _metric_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, in
     else:
         lines.append(
             (
-                f"style colour (Lab stats): output {_fmt(style.get('output_to_style'), 1)}, "
-                f"target {_fmt(style.get('target_to_style'), 1)}, "
-                f"closer: {_fmt(style.get('colour_closer'))}",
+                f"style colour (Lab stats): output {format_value(style.get('output_to_style'), 1)}, "
+                f"target {format_value(style.get('target_to_style'), 1)}, "
+                f"closer: {format_value(style.get('colour_closer'))}",
                 INK,
             )
         )
         lines.append(
             (
-                f"style texture: output {_fmt(style.get('texture_output_to_style'), 2)}, "
-                f"target {_fmt(style.get('texture_target_to_style'), 2)}, "
-                f"closer: {_fmt(style.get('texture_closer'))}; "
-                f"restyled: {_fmt(style.get('closer'))}",
+                f"style texture: output {format_value(style.get('texture_output_to_style'), 2)}, "
+                f"target {format_value(style.get('texture_target_to_style'), 2)}, "
+                f"closer: {format_value(style.get('texture_closer'))}; "
+                f"restyled: {format_value(style.get('closer'))}",
                 INK,
             )
         )
@@ -327,7 +329,7 @@ def _check_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, int
             short = "no subject" if "subject" in reason else (reason or "not measured")
             out.append(
                 (
-                    f"n/a ({short})  {name} (expected {_fmt(c.get('expected'), 2)})",
+                    f"n/a ({short})  {name} (expected {format_value(c.get('expected'), 2)})",
                     WARN_C,
                 )
             )
@@ -335,7 +337,7 @@ def _check_lines(data: Mapping[str, Any]) -> list[tuple[str, tuple[int, int, int
         verdict = "PASS" if c["pass"] is True else "FAIL"
         out.append(
             (
-                f"{verdict}  {name}: {_fmt(c.get('value'))} (expected {_fmt(c.get('expected'), 2)})",
+                f"{verdict}  {name}: {format_value(c.get('value'))} (expected {format_value(c.get('expected'), 2)})",
                 PASS_C if c["pass"] is True else FAIL_C,
             )
         )

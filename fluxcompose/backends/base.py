@@ -29,6 +29,8 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "OnSubmitted",
+    "size_fields",
+    "tuning_fields",
     "validate_model",
     "validate_request",
 ]
@@ -153,6 +155,27 @@ def _pixels(data: bytes, which: str) -> int:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise ConfigError(f"{which} is not a readable image") from exc
     return int(width) * int(height)
+
+
+def size_fields(request: GenerationRequest) -> dict[str, Any]:
+    """The output size as the request's model takes it, in wire order: ``aspect_ratio``
+    (Kontext) or ``width`` and ``height`` in pixels (FLUX.2)."""
+    if model_spec(request.model).size_fields == "aspect_ratio":
+        return {"aspect_ratio": request.aspect_ratio}
+    assert request.width is not None and request.height is not None
+    return {"width": int(request.width), "height": int(request.height)}
+
+
+def tuning_fields(request: GenerationRequest) -> dict[str, Any]:
+    """``steps`` and ``guidance``, those that are set, for a model that takes them
+    (flux-2-flex); empty for any other model."""
+    fields: dict[str, Any] = {}
+    if model_spec(request.model).tunable:
+        if request.steps is not None:
+            fields["steps"] = int(request.steps)
+        if request.guidance is not None:
+            fields["guidance"] = float(request.guidance)
+    return fields
 
 
 def validate_request(request: GenerationRequest) -> None:

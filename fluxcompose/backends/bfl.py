@@ -46,9 +46,16 @@ from ..errors import (
     TaskFailed,
     TransientError,
 )
-from ..models import MODEL_SPECS, model_spec
-from ..net import make_client, network_error, parse_retry_after, status_error
-from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_request
+from ..models import concurrency_cap, model_spec
+from ..net import make_client, network_error, parse_retry_after, redact, status_error
+from .base import (
+    GenerationRequest,
+    GenerationResult,
+    OnSubmitted,
+    size_fields,
+    tuning_fields,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     import httpx2
@@ -169,17 +176,8 @@ def submit_body(request: GenerationRequest) -> dict[str, Any]:
         body[f"input_image_{i}"] = _b64(data)
     if request.seed is not None:
         body["seed"] = int(request.seed)
-    if spec.size_fields == "aspect_ratio":
-        body["aspect_ratio"] = request.aspect_ratio
-    else:
-        assert request.width is not None and request.height is not None
-        body["width"] = int(request.width)
-        body["height"] = int(request.height)
-    if spec.tunable:
-        if request.steps is not None:
-            body["steps"] = int(request.steps)
-        if request.guidance is not None:
-            body["guidance"] = float(request.guidance)
+    body.update(size_fields(request))
+    body.update(tuning_fields(request))
     body["output_format"] = request.output_format
     if spec.prompt_upsampling:
         body["prompt_upsampling"] = bool(request.prompt_upsampling)
@@ -244,8 +242,7 @@ class BFLBackend:
 
     def max_concurrency(self, model: str) -> int:
         """BFL's cap on active tasks (the model table): 6 for flux-kontext-max, 24 otherwise."""
-        spec = MODEL_SPECS.get(model)
-        return 24 if spec is None else spec.bfl_concurrency
+        return concurrency_cap(model)
 
     # ----------------------------------------------------------------- public steps
 
@@ -357,7 +354,7 @@ class BFLBackend:
         return f" ({self._redact(text)[:300]})"
 
     def _redact(self, text: str) -> str:
-        return text.replace(self._api_key, "***")
+        return redact(text, self._api_key)
 
     def close(self) -> None:
         """Close the pooled connections (a later call opens new ones)."""

@@ -42,9 +42,16 @@ from ..errors import (
     TaskFailed,
     TransientError,
 )
-from ..models import MODEL_SPECS, model_spec
-from ..net import parse_retry_after, status_error
-from .base import GenerationRequest, GenerationResult, OnSubmitted, validate_request
+from ..models import concurrency_cap, model_spec
+from ..net import parse_retry_after, redact, status_error
+from .base import (
+    GenerationRequest,
+    GenerationResult,
+    OnSubmitted,
+    size_fields,
+    tuning_fields,
+    validate_request,
+)
 
 if TYPE_CHECKING:
     import openai
@@ -65,20 +72,10 @@ def flux_fields(request: GenerationRequest) -> dict[str, Any]:
     ``prompt_upsampling`` only for models that take them (the model table).
     """
     spec = model_spec(request.model)
-    fields: dict[str, Any] = {}
-    if spec.size_fields == "aspect_ratio":
-        fields["aspect_ratio"] = request.aspect_ratio
-    else:
-        assert request.width is not None and request.height is not None
-        fields["width"] = int(request.width)
-        fields["height"] = int(request.height)
+    fields = size_fields(request)
     if request.seed is not None:
         fields["seed"] = int(request.seed)
-    if spec.tunable:
-        if request.steps is not None:
-            fields["steps"] = int(request.steps)
-        if request.guidance is not None:
-            fields["guidance"] = float(request.guidance)
+    fields.update(tuning_fields(request))
     fields["safety_tolerance"] = int(request.safety_tolerance)
     fields["output_format"] = request.output_format
     if spec.prompt_upsampling:
@@ -102,10 +99,6 @@ def image_fields(request: GenerationRequest) -> dict[str, str]:
 
 def _ext(mime: str) -> str:
     return {"image/jpeg": "jpg", "image/webp": "webp"}.get(mime, "png")
-
-
-def _redact(text: str, secret: str) -> str:
-    return text.replace(secret, "***") if secret else text
 
 
 def _error_parts(body: object) -> tuple[str, str | None]:
@@ -158,8 +151,7 @@ class OpenAICompatBackend:
 
     def max_concurrency(self, model: str) -> int:
         """Tasks in flight: BFL's caps (the model table), 6 for flux-kontext-max, 24 otherwise."""
-        spec = MODEL_SPECS.get(model)
-        return 24 if spec is None else spec.bfl_concurrency
+        return concurrency_cap(model)
 
     @property
     def host(self) -> str:
@@ -233,11 +225,11 @@ class OpenAICompatBackend:
         except openai.APIConnectionError as exc:
             cause = exc.__cause__ or exc
             raise TransientError(
-                f"could not reach {self.host}: {_redact(str(cause) or type(cause).__name__, self._api_key)}"
+                f"could not reach {self.host}: {redact(str(cause) or type(cause).__name__, self._api_key)}"
             ) from exc
         except openai.OpenAIError as exc:
             raise TaskFailed(
-                f"unexpected reply from {self.host}: {_redact(str(exc), self._api_key)}"
+                f"unexpected reply from {self.host}: {redact(str(exc), self._api_key)}"
             ) from exc
         return self._result(response)
 
@@ -256,15 +248,15 @@ class OpenAICompatBackend:
     def _scrub(self, exc: openai.APIStatusError) -> None:
         # The SDK's message quotes the server, which may echo the key; the chained
         # exception shows up in --debug tracebacks, so redact it there too.
-        exc.message = _redact(exc.message, self._api_key)
-        exc.args = tuple(_redact(a, self._api_key) if isinstance(a, str) else a for a in exc.args)
+        exc.message = redact(exc.message, self._api_key)
+        exc.args = tuple(redact(a, self._api_key) if isinstance(a, str) else a for a in exc.args)
 
     def _status_error(self, exc: openai.APIStatusError) -> GenerationError:
         """Our error for an HTTP error status (:func:`fluxcompose.net.status_error`), with
         moderation recognised in the other 4xx and ``retry-after-ms`` honoured on 429."""
         status = exc.status_code
         message, code = _error_parts(exc.body)
-        message = _redact(message, self._api_key)
+        message = redact(message, self._api_key)
         if (
             400 <= status < 500
             and status not in (401, 402, 403, 429)
@@ -294,7 +286,7 @@ class OpenAICompatBackend:
             message, code = _error_parts(extra)
             if message and (code in _MODERATION_CODES or _MODERATION_RE.search(message)):
                 raise Moderated(f"{self.host} refused the request (moderation): {message}")
-            shown = f": {_redact(message, self._api_key)}" if message else ""
+            shown = f": {redact(message, self._api_key)}" if message else ""
             raise TaskFailed(f"{self.host} returned no image{shown}")
         first = data[0]
         url = getattr(first, "url", None)

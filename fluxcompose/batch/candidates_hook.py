@@ -15,6 +15,7 @@ from typing import Any
 from ..candidates import (
     Candidate,
     CandidateHooks,
+    Drawn,
     candidate_dir,
     choice_line,
     run_candidates,
@@ -42,23 +43,16 @@ def run_job_candidates(pipe: Pipeline, job: BatchJob, ready: ReadyJob) -> None:
     def release(price: float) -> None:
         pipe.release(job, price)
 
-    def finish(
-        cjob: PreparedJob,
-        output: Path,
-        cdir: Path,
-        task_id: str | None,
-        timings: dict[str, float],
-        billed: dict[str, Any],
-    ) -> JobOutcome:
+    def finish(cjob: PreparedJob, cdir: Path, drawn: Drawn) -> JobOutcome:
         task = FinishTask(
             cjob,
-            output,
+            drawn.output,
             cdir,
             pipe.backend.name,
             pipe.cfg.compare,
-            task_id,
-            dict(timings),
-            billed=dict(billed),
+            drawn.task_id,
+            dict(drawn.timings),
+            billed=dict(drawn.billed),
         )
         done = finish_in_worker(task, workers=pipe.finish_workers)
         if done.outcome is None:

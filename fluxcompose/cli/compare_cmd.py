@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from ..errors import RecipeError
-from ..sheet import pattern_evidence
+from ..sheet import format_value, pattern_evidence
 from ._common import SubjectBoxType, notice, print_json
 
 __all__ = ["compare"]
@@ -23,18 +23,6 @@ def _canvas_for(layout_path: str) -> Any:
     return None if found is None else load_image(str(found)).image
 
 
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "n/a"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    if isinstance(v, list):
-        return "[" + ", ".join(_fmt(x) for x in v) + "]"
-    return str(v)
-
-
 def _verdict_text(c: dict[str, Any]) -> str:
     if c.get("pass") is None:
         return click.style("N/A ", fg="yellow")
@@ -44,25 +32,25 @@ def _verdict_text(c: dict[str, Any]) -> str:
 def _summary(d: dict[str, Any]) -> list[str]:
     """A short human summary of a report dict, one metric per line."""
     outside = d.get("ssim_outside_edit")
-    shown = _fmt(outside) if outside is not None else "n/a, the edit covers the whole image"
-    lines = [f"ssim          {_fmt(d['ssim'])}   (outside the edit: {shown})"]
+    shown = format_value(outside) if outside is not None else "n/a, the edit covers the whole image"
+    lines = [f"ssim          {format_value(d['ssim'])}   (outside the edit: {shown})"]
     region = d.get("edit_region") or {}
     if region.get("box"):
         lines.append(
-            f"edit region   box {_fmt(region['box'])}, area {_fmt(region['area_fraction'])}"
+            f"edit region   box {format_value(region['box'])}, area {format_value(region['area_fraction'])}"
         )
     else:
         lines.append("edit region   none (no change beyond noise)")
     subj = d.get("subject") or {}
     if subj.get("found"):
         lines.append(
-            f"subject       {subj.get('method')}, chest box {_fmt(subj.get('chest_box'))}, "
-            f"confidence {_fmt(subj.get('confidence'))}"
+            f"subject       {subj.get('method')}, chest box {format_value(subj.get('chest_box'))}, "
+            f"confidence {format_value(subj.get('confidence'))}"
         )
         og = d.get("ssim_outside_garment")
         lines.append(
             "              ssim off the garment "
-            + (_fmt(og) if og is not None else "n/a (too few pixels off the garment)")
+            + (format_value(og) if og is not None else "n/a (too few pixels off the garment)")
         )
     else:
         why = subj.get("reason")
@@ -75,14 +63,14 @@ def _summary(d: dict[str, Any]) -> list[str]:
             off = p.get("center_offset") or [0.0, 0.0]
             rel = p.get("relative_to", "image")
             lines.append(
-                f"pattern       found {pattern_evidence(p)}, box {_fmt(p['box'])}, "
-                f"width {_fmt(p['width_fraction'])} of the {rel}'s width, "
+                f"pattern       found {pattern_evidence(p)}, box {format_value(p['box'])}, "
+                f"width {format_value(p['width_fraction'])} of the {rel}'s width, "
                 f"offset [{off[0]:+.3f}, {off[1]:+.3f}] of the {rel}"
             )
             if rel == "chest":
                 lines.append(
-                    f"              {_fmt(p.get('placement_distance'))} chest widths from the "
-                    f"placement point, {_fmt(p.get('on_garment'))} on the garment"
+                    f"              {format_value(p.get('placement_distance'))} chest widths from the "
+                    f"placement point, {format_value(p.get('on_garment'))} on the garment"
                 )
         else:
             lines.append(f"pattern       not found ({pattern_evidence(p)})")
@@ -90,12 +78,12 @@ def _summary(d: dict[str, Any]) -> list[str]:
     if s is not None:
         lines.append(
             f"style         colour: Lab distance output->style {s['output_to_style']:.2f}, "
-            f"target->style {s['target_to_style']:.2f}, closer: {_fmt(s.get('colour_closer'))}"
+            f"target->style {s['target_to_style']:.2f}, closer: {format_value(s.get('colour_closer'))}"
         )
         lines.append(
-            f"              texture: output->style {_fmt(s.get('texture_output_to_style'))}, "
-            f"target->style {_fmt(s.get('texture_target_to_style'))}, "
-            f"closer: {_fmt(s.get('texture_closer'))}; restyled: {_fmt(s['closer'])}"
+            f"              texture: output->style {format_value(s.get('texture_output_to_style'))}, "
+            f"target->style {format_value(s.get('texture_target_to_style'))}, "
+            f"closer: {format_value(s.get('texture_closer'))}; restyled: {format_value(s['closer'])}"
         )
     ph = d.get("phash") or {}
     if ph:
@@ -110,8 +98,8 @@ def _summary(d: dict[str, Any]) -> list[str]:
         head = "checks        " if i == 0 else "              "
         why = f" [{c['reason']}]" if c.get("reason") else ""
         lines.append(
-            f"{head}{_verdict_text(c)} {name}: {_fmt(c['value'])} "
-            f"(expected {_fmt(c['expected'])}){why}"
+            f"{head}{_verdict_text(c)} {name}: {format_value(c['value'])} "
+            f"(expected {format_value(c['expected'])}){why}"
         )
     if checks:
         failed = sum(1 for c in checks.values() if c["pass"] is False)
