@@ -4,6 +4,10 @@ Every image that enters fluxcompose comes through :func:`open_source` (bytes and
 header only: cheap) and :meth:`SourceImage.decode` (pixels, shrunk on load for
 JPEGs, EXIF-oriented, flattened to 8-bit RGB). Limits are enforced before any
 pixel is decoded, so a decompression bomb costs a header read.
+
+Over 500 lines because it is the whole I/O edge for pixels: reading (paths, URLs, limits),
+decoding (EXIF, modes, DCT shrink-on-load, the PNG fast path, the decoded-cell cache) and
+writing (atomic files, canvas encoding); each part is used by the others.
 """
 
 from __future__ import annotations

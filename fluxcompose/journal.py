@@ -20,6 +20,10 @@ resumed run polls that id instead of paying again. API keys are never stored.
 The schema evolves through :data:`MIGRATIONS`, a numbered list of small functions
 recorded in the ``_migrations`` table (the simonw/llm pattern). Never edit a
 migration once it has shipped; append a new one.
+
+Over 500 lines because it is the one owner of the SQLite schema: the migrations, the job
+states and their transitions, the candidates, and the reviews' history, each a few short
+queries. Keeping every SQL statement here is what lets one file answer what the journal holds.
 """
 
 from __future__ import annotations

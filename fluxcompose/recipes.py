@@ -6,6 +6,9 @@ exit 2) before any image is read or any request is paid for.
 
 The built-ins live in the repository's top-level ``recipes/`` folder; the wheel
 ships them as ``fluxcompose/_recipes/`` (hatchling ``force-include``).
+
+Over 500 lines because every key of a recipe is validated here, with a message that names
+it (types, ranges, placeholders, checks), so a typo fails before anything is paid for.
 """
 
 from __future__ import annotations

@@ -40,6 +40,10 @@ and ``placement_point`` (fractions of the chest box, or of the image), the dropp
 ``pattern_background`` colour (None: printed whole), ``shade_median`` (the garment's
 median luminance, 0..255) and ``warnings`` (a list of sentences: no subject found,
 placement words not understood, ...).
+
+Over 500 lines because it is three previews (the print mock-up, style fusion, the canvas)
+with their own image helpers, behind the one backend protocol; the mock-up's steps share
+its mask and shading helpers, so splitting them would only move imports around.
 """
 
 from __future__ import annotations

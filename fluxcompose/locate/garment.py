@@ -8,6 +8,9 @@
 - the shared helpers (skin models, runs, the hem cut, mask plumbing) the pose path uses too.
 
 Colours are 8-bit RGB; boxes normalised 0..1 unless a docstring says pixels.
+
+Over 500 lines because it holds the classical path whole (no person) and the helpers the
+pose path shares with it (skin models, runs, the hem cut, mask plumbing).
 """
 
 from __future__ import annotations

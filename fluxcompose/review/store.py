@@ -8,6 +8,10 @@
 
 Every path handed out is relative to OUTDIR (POSIX); :func:`contained` is the one check that
 a path asked for stays inside OUTDIR once symlinks are resolved.
+
+Over 500 lines because it reads all three kinds of OUTDIR (run, batch, ab) into one job
+list, and writes verdicts and candidate choices back through the journal; the page, the
+CLI and the retry planner all go through it.
 """
 
 from __future__ import annotations
