@@ -9,7 +9,7 @@ nothing above a backend ever sees an ``openai`` or HTTP exception.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..errors import ConfigError
@@ -88,8 +88,9 @@ class GenerationRequest:
         ``guidance``) appear only when set, so a Kontext request reads (and hashes into a
         job id) as it always did.
         """
-        data = asdict(self)
-        data.pop("context", None)
+        # The fields as they are (all plain values but the two popped below): not
+        # ``asdict``, which would deep-copy ``context`` (the layout) only to drop it.
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "context"}
         img = data.pop("input_image")
         data["input_image"] = None if img is None else f"<{self.input_mime}, {len(img)} bytes>"
         more = data.pop("more_images")
