@@ -172,7 +172,8 @@ def compare(
     # Compare at the target's size, capped to ~1 MP so a huge source costs no more.
     work = fit_area(tgt_img.width, tgt_img.height, MAX_WORK_PIXELS)
     tgt = resize(np.asarray(tgt_img, dtype=np.uint8), work)
-    out = resize(np.asarray(cut, dtype=np.uint8), work)
+    cut_rgb = np.asarray(cut, dtype=np.uint8)  # read only: shared with the print search
+    out = resize(cut_rgb, work)
 
     if subject is None:
         subject = locate(tgt, subject_box=box)
@@ -206,7 +207,7 @@ def compare(
         model = pattern_model(pat)
         layer = model.layer
         found = find_print(
-            np.asarray(cut, dtype=np.uint8),
+            cut_rgb,
             pat,
             changed,
             changed_box=region["box"],

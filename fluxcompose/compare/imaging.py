@@ -138,7 +138,8 @@ class ContentCache(Generic[T]):
     def get(self, pixels: Array, tag: str, compute: Callable[[], T]) -> T:
         """The value for ``pixels`` (uint8 array) and ``tag``, computed by ``compute``
         (outside the lock) when it is not kept."""
-        digest = hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=16)
+        # The array's own buffer: the same bytes as ``tobytes()``, without copying them.
+        digest = hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16)
         digest.update(repr(pixels.shape).encode())
         key = (digest.hexdigest(), tag)
         with self._lock:

@@ -129,15 +129,15 @@ _MODELS: ContentCache[PatternModel] = ContentCache(CACHE_SIZE)
 
 
 def pattern_model(pattern: ImageLike, layer: PrintLayer | None = None) -> PatternModel:
-    """The :class:`PatternModel` of ``pattern``, kept by content (its pixels at the
-    largest level) and detector, so a batch with one pattern computes its features once.
-    ``layer`` reuses a :func:`pattern_layer` already computed."""
-    rgb = pattern if isinstance(pattern, np.ndarray) else rgb_array(pattern)
-    top = resize(rgb_array(rgb), fit_side(rgb.shape[1], rgb.shape[0], PATTERN_SIDES[0]))
+    """The :class:`PatternModel` of ``pattern``, kept by content (its own pixels) and
+    detector, so a batch with one pattern computes its features once (the shrink to the
+    largest level included). ``layer`` reuses a :func:`pattern_layer` already computed."""
+    rgb = rgb_array(pattern)
     det, _ = _detector(PATTERN_FEATURES)
     kind = type(det).__name__
 
     def build() -> PatternModel:
+        top = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], PATTERN_SIDES[0]))
         levels: list[_Level] = []
         grey = gray8(top)
         for side in PATTERN_SIDES:
@@ -149,7 +149,7 @@ def pattern_model(pattern: ImageLike, layer: PrintLayer | None = None) -> Patter
             levels.append(_Level(size, pts, des))
         return PatternModel(layer or pattern_layer(top), tuple(levels), kind)
 
-    return _MODELS.get(top, kind, build)
+    return _MODELS.get(rgb, kind, build)
 
 
 def _pixel_region(region: Sequence[float] | None, w: int, h: int) -> tuple[int, int, int, int]:

@@ -146,7 +146,12 @@ _SOURCES: ContentCache[tuple[Array, Array]] = ContentCache(8)
 
 def _source_stats(style: ImageLike) -> tuple[Array, Array]:
     """(:func:`lab_stats`, :func:`texture_features`) of the style source, kept by content
-    (its pixels at the texture's working size, which both are computed from)."""
+    (its own pixels), both computed from its pixels at the texture's working size; a
+    kept source costs no shrink."""
     rgb = rgb_array(style)
-    small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
-    return _SOURCES.get(small, "style", lambda: (lab_stats(small), texture_features(small)))
+
+    def compute() -> tuple[Array, Array]:
+        small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
+        return lab_stats(small), texture_features(small)
+
+    return _SOURCES.get(rgb, "style", compute)

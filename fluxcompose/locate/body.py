@@ -341,7 +341,7 @@ def _garment(
     r0, r1 = round(sm[1] + 0.2 * T - y0), round(sm[1] + 0.5 * T - y0)
     bottom = waist
     cut = sm[1] + HEM_RANGE[1] * T
-    _, hem = cut_at_hem(fg, roi, round(c[0]), (r0, r1))
+    _, hem = cut_at_hem(fg, roi, round(c[0]), (r0, r1), lab=lab)
     if hem is not None and HEM_RANGE[0] <= (hem + y0 - sm[1]) / T <= HEM_RANGE[1]:
         bottom = cut = float(hem + y0)
     elif _runs_out(rgb, person, skin_model, round(c[0] + x0), round(waist)):

@@ -170,7 +170,13 @@ def central_runs(
 
 
 def cut_at_hem(
-    fg: Mask, rgb: Array, cx: int, core: tuple[int, int], threshold: float = HEM_DELTA
+    fg: Mask,
+    rgb: Array,
+    cx: int,
+    core: tuple[int, int],
+    threshold: float = HEM_DELTA,
+    *,
+    lab: Array | None = None,
 ) -> tuple[Mask, int | None]:
     """Cut ``fg`` at the torso garment's hem (trousers, a skirt, a belt of skin below it).
 
@@ -179,14 +185,16 @@ def cut_at_hem(
     down, a window of rows (half the core's height) whose mix of those colours differs from
     the core's (total variation > 0.45) is off the garment: stripes keep their mix, trousers
     of one of the stripes' colours do not. Only the middle of each row's central run counts.
-    Returns the cut mask and the hem row (None when the garment runs to the bottom)."""
+    Returns the cut mask and the hem row (None when the garment runs to the bottom).
+    ``lab`` is ``rgb``'s :func:`lab_of` when the caller has it already."""
     import cv2
 
     h, w = fg.shape
     c0, c1 = max(0, core[0]), min(h, core[1])
     if c1 - c0 < 2:
         return fg, None
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).astype(np.float32)
+    if lab is None:
+        lab = lab_of(rgb)
     left, right = central_runs(fg, cx)
     span = (right - left)[:, None]
     cols = np.arange(w)[None, :]
