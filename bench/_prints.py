@@ -17,7 +17,6 @@ print, so folds and light fall across it as on a real garment.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +25,12 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from tests.paths import SHARED_IMAGES
+from tests.people import PEOPLE, labels
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
-SHARED = ROOT.parent / "shared" / "images"
-if not SHARED.is_dir():
-    SHARED = Path("/work/shared/images")
-PEOPLE = SHARED / "people"
+SHARED = SHARED_IMAGES  # found where the tests find it (tests/paths.py): one rule for both
 
 Array = npt.NDArray[Any]
 Box = tuple[float, float, float, float]
@@ -84,10 +83,9 @@ def flat(print_rgba: Array) -> Image.Image:
 
 def people() -> list[tuple[str, Image.Image, Box]]:
     """(name, RGB image, labelled chest box) for each photo in shared/images/people."""
-    labels = json.loads((PEOPLE / "chest_boxes.json").read_text())
     return [
-        (name, Image.open(PEOPLE / name).convert("RGB"), (box[0], box[1], box[2], box[3]))
-        for name, box in sorted(labels.items())
+        (f"{name}.png", Image.open(PEOPLE / f"{name}.png").convert("RGB"), box)
+        for name, box in sorted(labels().items())
     ]
 
 
@@ -137,14 +135,3 @@ def jpeg(im: Image.Image, quality: int) -> Image.Image:
     im.save(buf, "JPEG", quality=quality)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
-
-
-def iou(a: Any, b: Any) -> float:
-    """Intersection over union of two ``[x0, y0, x1, y1]`` boxes (0 when either is None)."""
-    if a is None or b is None:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0

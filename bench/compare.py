@@ -50,7 +50,6 @@ from bench._prints import (  # noqa: E402
     SHARED,
     all_over_print,
     flat,
-    iou,
     jpeg,
     logo,
     paste_print,
@@ -59,6 +58,7 @@ from bench._prints import (  # noqa: E402
 )
 from fluxcompose import compare as C  # noqa: E402
 from fluxcompose.recipes import load_recipe  # noqa: E402
+from tests.people import iou  # noqa: E402
 
 TARGET_S = 0.25  # CPU seconds per 1 MP output (issue 16)
 LIMIT_S = 0.5  # the hard limit (DESIGN.md section 9)

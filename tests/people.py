@@ -61,12 +61,16 @@ def photo(name: str) -> Arr:
     return arr
 
 
-def iou(a: Box, b: Box) -> float:
-    """Intersection over union of two normalised boxes."""
+def iou(a: Any, b: Any) -> float:
+    """Intersection over union of two normalised ``[x0, y0, x1, y1]`` boxes (0 when either is
+    None or they have no area): the one IoU of the tests and the benches."""
+    if a is None or b is None:
+        return 0.0
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
 
 
 def corner_colour(img: Arr) -> Arr:

@@ -26,6 +26,7 @@ from fluxcompose.cli.compare_cmd import compare as compare_cmd
 from fluxcompose.errors import ChecksFailed, InputError, RecipeError, exit_code_for
 from fluxcompose.sheet import draw_sheet
 from tests.paths import SHARED_IMAGES
+from tests.people import iou
 
 IMAGES = SHARED_IMAGES
 if not IMAGES.is_dir():  # a checkout elsewhere: the copy next to the repo
@@ -67,16 +68,6 @@ def jpeg(im: Image.Image, quality: int) -> Image.Image:
     im.save(buf, "JPEG", quality=quality)
     buf.seek(0)
     return Image.open(buf).convert("RGB")
-
-
-def iou(a: list[float] | None, b: list[float] | None) -> float:
-    if a is None or b is None:
-        return 0.0
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union
 
 
 def paste_warped(

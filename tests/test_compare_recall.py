@@ -20,7 +20,6 @@ from bench._prints import (
     SHARED,
     all_over_print,
     flat,
-    iou,
     jpeg,
     logo,
     painting_crop,
@@ -29,6 +28,7 @@ from bench._prints import (
 )
 from fluxcompose import compare as C
 from fluxcompose.compare import correlate, pattern, search
+from tests.people import iou
 
 pytestmark = pytest.mark.skipif(
     not (PEOPLE / "chest_boxes.json").is_file(), reason="shared/images/people missing"
