@@ -97,20 +97,21 @@ def _head_in_frame(pose: Pose, size: tuple[int, int]) -> bool:
     return all(0 <= pose.xy(k)[0] < w and 0 <= pose.xy(k)[1] < h for k in (0, 2, 5))
 
 
-def _by_pose(work: Array) -> tuple[Subject | None, str]:
+def _by_pose(work: Array, first: Pose | None = None) -> tuple[Subject | None, str]:
     """The subject from the pose on ``work``; else None and the reason.
 
     When the first pose is missing or implausible, or has its head out of the frame (the
     model card calls that out of scope: on a headless crop the shoulders drift and
     narrow), the image padded above by each of PAD_TOPS is tried too, and the most
-    plausible pose (highest confidence) wins.
+    plausible pose (highest confidence) wins. ``first``: the pose already detected on
+    ``work`` itself, when the caller has one (not detected again).
     """
     h, w = work.shape[:2]
     reason = "no person found"
     best: Subject | None = None
     for top_share in (0.0, *PAD_TOPS):
         img, ox, oy = _padded(work, top_share) if top_share else (work, 0, 0)
-        pose = detect(img)
+        pose = first if first is not None and not top_share else detect(img)
         if pose is None:
             continue
         if top_share:
@@ -135,7 +136,7 @@ def _given(rgb: Array, box: Box) -> Subject:
     pose = detect(work)
     mask: Mask | None = None if pose is None else person_mask_in_box(pose, box, work)
     if mask is None:
-        wearer, _ = _by_pose(work)
+        wearer, _ = _by_pose(work, first=pose)
         if wearer is None:
             return by_given_box(rgb, box)
         # A plausible wearer stands elsewhere: the box lies mostly off their body, so only
