@@ -140,7 +140,9 @@ def _stream_to_file(
     length = response.headers.get("Content-Length")
     expected = int(length) if length is not None and length.isdigit() else None
     if expected is not None and expected > max_bytes:
-        raise TaskFailed(f"the result at {shown} is {expected} bytes, over the {max_bytes}-byte limit")
+        raise TaskFailed(
+            f"the result at {shown} is {expected} bytes, over the {max_bytes}-byte limit"
+        )
     outdir.mkdir(parents=True, exist_ok=True)
     with AtomicWriter(outdir / stem) as writer:
         head = b""
@@ -158,6 +160,8 @@ def _stream_to_file(
                 f"download of {shown} was cut off after {total} bytes: {reason(exc)}"
             ) from None
         if expected is not None and total < expected:
-            raise TransientError(f"download of {shown} was cut off after {total} of {expected} bytes")
+            raise TransientError(
+                f"download of {shown} was cut off after {total} of {expected} bytes"
+            )
         ext = sniff_extension(head)
         return writer.commit(outdir / f"{stem}.{ext}")

@@ -578,7 +578,9 @@ def resize_into(arr: np.ndarray, out: np.ndarray) -> None:
     if (sh, sw) == (h, w):
         out[...] = arr
     elif w <= sw and h <= sh:
-        done = cv2.resize(arr, (w, h), dst=out, interpolation=_shrink_interpolation((sw, sh), (w, h)))
+        done = cv2.resize(
+            arr, (w, h), dst=out, interpolation=_shrink_interpolation((sw, sh), (w, h))
+        )
         if not np.shares_memory(done, out):  # OpenCV made its own array instead
             out[...] = done
     else:

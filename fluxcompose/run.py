@@ -24,11 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from PIL import Image
 
-from .backends.base import Backend, GenerationResult, OnSubmitted
+from .backends.base import Backend, GenerationResult, OnSubmitted, TaskHooks
 from .download import download_result, write_result_bytes
 from .errors import (
     ConfigError,
@@ -105,17 +105,11 @@ def warm_up(backend: Backend) -> None:
 
 
 def generate_once(
-    backend: Backend,
-    prepared: PreparedJob,
-    *,
-    on_submitted: OnSubmitted | None = None,
-    resume_task_id: str | None = None,
+    backend: Backend, prepared: PreparedJob, **task: Unpack[TaskHooks]
 ) -> GenerationResult:
     """One attempt at the generation (a paid call unless ``resume_task_id`` is given)."""
     try:
-        return backend.generate(
-            prepared.request, on_submitted=on_submitted, resume_task_id=resume_task_id
-        )
+        return backend.generate(prepared.request, **task)
     except GenerationError as exc:
         exc.job_id = exc.job_id or prepared.job_id
         raise

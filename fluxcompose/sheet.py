@@ -59,7 +59,6 @@ def _text_w(font: Font, text: str) -> int:
     return int(font.getlength(text))
 
 
-
 def pattern_evidence(pattern: Mapping[str, Any]) -> str:
     """What a compare ``pattern`` result rests on, in words: ``"by 37 matched features"``,
     ``"by colour, correlation 0.91"``, or for a miss the evidence that fell short

@@ -17,6 +17,7 @@ from .base import (
     GenerationRequest,
     GenerationResult,
     OnSubmitted,
+    TaskHooks,
     validate_model,
     validate_request,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "LocalBackend",
     "OnSubmitted",
     "OpenAICompatBackend",
+    "TaskHooks",
     "make_backend",
     "resolve_api_key",
     "resolve_backend_name",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypedDict, Unpack, runtime_checkable
 
 from ..errors import ConfigError
 from ..models import (
@@ -29,6 +29,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "OnSubmitted",
+    "TaskHooks",
     "size_fields",
     "tuning_fields",
     "validate_model",
@@ -120,6 +121,20 @@ OnSubmitted = Callable[[str], None]
 so a batch journal can commit it and a resumed run can poll instead of paying again."""
 
 
+class TaskHooks(TypedDict, total=False):
+    """How a caller follows a provider's task through :meth:`Backend.generate`.
+
+    - ``on_submitted``: called with the task id as soon as the provider accepts the task;
+    - ``resume_task_id``: poll this task instead of submitting (and paying for) a new one.
+
+    Both are optional and only a resumable backend (BFL) uses them: a backend that answers
+    in one request ignores them. One definition, so every backend takes the same keywords.
+    """
+
+    on_submitted: OnSubmitted | None
+    resume_task_id: str | None
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What every backend provides.
@@ -136,11 +151,7 @@ class Backend(Protocol):
     def max_concurrency(self, model: str) -> int: ...
 
     def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_submitted: OnSubmitted | None = None,
-        resume_task_id: str | None = None,
+        self, request: GenerationRequest, **task: Unpack[TaskHooks]
     ) -> GenerationResult: ...
 
 

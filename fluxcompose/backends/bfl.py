@@ -36,7 +36,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 from ..errors import (
     ConfigError,
@@ -51,7 +51,7 @@ from ..net import make_client, network_error, parse_retry_after, redact, status_
 from .base import (
     GenerationRequest,
     GenerationResult,
-    OnSubmitted,
+    TaskHooks,
     size_fields,
     tuning_fields,
     validate_request,
@@ -246,24 +246,17 @@ class BFLBackend:
 
     # ----------------------------------------------------------------- public steps
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_submitted: OnSubmitted | None = None,
-        resume_task_id: str | None = None,
-    ) -> GenerationResult:
+    def generate(self, request: GenerationRequest, **task: Unpack[TaskHooks]) -> GenerationResult:
         """Submit (unless ``resume_task_id`` is given), report the token, poll to the result URL.
 
         The request is checked first (``validate_request``): anything the API would
         refuse raises ConfigError and nothing is sent.
         """
         validate_request(request)
-        if resume_task_id:
-            token = resume_task_id
-        else:
+        token = task.get("resume_task_id")
+        if not token:
             token = self.submit(request)
-            if on_submitted is not None:
+            if (on_submitted := task.get("on_submitted")) is not None:
                 on_submitted(token)
         return self.wait(token)
 

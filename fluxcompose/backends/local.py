@@ -56,7 +56,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,7 +66,7 @@ from ..errors import RatioError, RequestError
 from ..geometry import ASPECT_TOLERANCE, MAX_ASPECT, MIN_ASPECT, bucket_for, fit_within
 from ..locate import Subject, locate, placement_point
 from ..prints import Color, PrintLayer, print_layer
-from .base import GenerationRequest, GenerationResult, OnSubmitted
+from .base import GenerationRequest, GenerationResult, TaskHooks
 
 __all__ = [
     "NOTICE",
@@ -728,13 +728,7 @@ class LocalBackend:
         """The line the CLI prints: any model gives the same preview."""
         return model_notice(model)
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_submitted: OnSubmitted | None = None,
-        resume_task_id: str | None = None,
-    ) -> GenerationResult:
+    def generate(self, request: GenerationRequest, **task: Unpack[TaskHooks]) -> GenerationResult:
         """Imitate ``request.context["recipe"]`` on the canvas (or on the separate
         references); returns encoded image bytes.
 

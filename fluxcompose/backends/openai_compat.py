@@ -33,7 +33,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 from ..errors import (
     ConfigError,
@@ -47,7 +47,7 @@ from ..net import parse_retry_after, redact, status_error
 from .base import (
     GenerationRequest,
     GenerationResult,
-    OnSubmitted,
+    TaskHooks,
     size_fields,
     tuning_fields,
     validate_request,
@@ -186,13 +186,7 @@ class OpenAICompatBackend:
                 self._client = client
             return self._client
 
-    def generate(
-        self,
-        request: GenerationRequest,
-        *,
-        on_submitted: OnSubmitted | None = None,
-        resume_task_id: str | None = None,
-    ) -> GenerationResult:
+    def generate(self, request: GenerationRequest, **task: Unpack[TaskHooks]) -> GenerationResult:
         """Send one request and return the image URL or bytes from the reply.
 
         The gateway answers synchronously, so ``on_submitted`` is not called and

@@ -124,7 +124,10 @@ def _summary(d: dict[str, Any]) -> list[str]:
     "--pattern", default=None, metavar="IMG", help="Pattern source: located in the output."
 )
 @click.option(
-    "--style", default=None, metavar="IMG", help="Style source: colour and texture statistics compared."
+    "--style",
+    default=None,
+    metavar="IMG",
+    help="Style source: colour and texture statistics compared.",
 )
 @click.option("--recipe", default=None, metavar="NAME|PATH", help="Apply this recipe's [checks].")
 @click.option(
