@@ -101,23 +101,26 @@ class InputError(FluxComposeError):
 
 
 class RatioError(InputError, ValueError):
-    pass
+    """A ratio that is malformed (not ``W:H``) or outside 3:7..7:3. Also a ValueError, so
+    click's parameter types can report it as a bad value."""
 
 
 class ImageError(InputError):
-    pass
+    """An image that cannot be read, is larger than the decompression limit, or a URL that
+    cannot be fetched."""
 
 
 class RecipeError(InputError):
-    pass
+    """An unknown recipe, a malformed TOML file, an unknown key or an unfilled placeholder."""
 
 
 class ConfigError(InputError):
-    pass
+    """A missing API key, an unknown backend or model, or an option the API would refuse;
+    raised before anything is sent."""
 
 
 class PairsError(InputError):
-    pass
+    """A pairs file that cannot be read at all (one bad row is reported on its row instead)."""
 
 
 class GenerationError(FluxComposeError):
@@ -128,10 +131,12 @@ class GenerationError(FluxComposeError):
 
 
 class RetryableError(GenerationError):
-    pass
+    """Safe to try again: the batch retries exactly the instances of this class."""
 
 
 class RateLimited(RetryableError):
+    """HTTP 429: ``retry_after`` is the seconds the provider asked to wait (None if unsaid)."""
+
     kind = ErrorKind.RATE_LIMITED
 
     def __init__(
@@ -142,38 +147,56 @@ class RateLimited(RetryableError):
 
 
 class TransientError(RetryableError):
+    """HTTP 5xx, a timeout or a dropped connection: retried with backoff and jitter."""
+
     kind = ErrorKind.TRANSIENT
 
 
 class PermanentError(GenerationError):
+    """Trying again would fail the same way, or pay twice: never retried."""
+
     kind = ErrorKind.PERMANENT
 
 
 class AuthError(PermanentError):
+    """HTTP 401 or 403: the key was rejected."""
+
     kind = ErrorKind.AUTH
 
 
 class Moderated(PermanentError):
+    """The provider refused the prompt or an image (its moderation)."""
+
     kind = ErrorKind.MODERATED
 
 
 class RequestError(PermanentError):
+    """Any other HTTP 4xx but 429: the request itself is wrong."""
+
     kind = ErrorKind.REQUEST
 
 
 class InsufficientCredits(RequestError):
+    """HTTP 402: the account has no credits left."""
+
     kind = ErrorKind.CREDITS
 
 
 class TaskFailed(PermanentError):
+    """The provider accepted the task and then reported an error for it."""
+
     kind = ErrorKind.TASK
 
 
 class ResultExpired(PermanentError):
+    """The result link is gone (HTTP 403, 404 or 410) before it was downloaded."""
+
     kind = ErrorKind.EXPIRED
 
 
 class ChecksFailed(FluxComposeError):
+    """A recipe's checks did not pass under ``--strict`` (exit code 1); the output is kept."""
+
     exit_code = 1
 
 
