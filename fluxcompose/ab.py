@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import re
 import statistics
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,15 @@ from .errors import FluxComposeError, InputError
 from .images import write_bytes_atomic
 from .journal import JobRow, JobState, Journal
 from .pairs import Pairs, read_pairs
-from .scoring import Score, compare_scores, score_checks, sign_test, wilson_interval
+from .scoring import KEY_METRICS as SCORED
+from .scoring import (
+    Score,
+    compare_scores,
+    metric_number,
+    score_checks,
+    sign_test,
+    wilson_interval,
+)
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -58,13 +65,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _RESERVED = frozenset({"candidates", "thumbs"})
 
 # The key metrics averaged per arm: name -> path in a job's compare metrics.
-KEY_METRICS: dict[str, tuple[str, ...]] = {
-    "ssim": ("ssim",),
-    "ssim_outside_edit": ("ssim_outside_edit",),
-    "ssim_outside_garment": ("ssim_outside_garment",),
-    "pattern_width_fraction": ("pattern", "width_fraction"),
-    "pattern_on_garment": ("pattern", "on_garment"),
-}
+KEY_METRICS: dict[str, tuple[str, ...]] = {m.name: m.path for m in SCORED if m.averaged}
 
 
 @dataclass(frozen=True)
@@ -186,17 +187,6 @@ def run_ab(
 # -- the summary --------------------------------------------------------------------
 
 
-def _metric(metrics: Mapping[str, Any] | None, path: tuple[str, ...]) -> float | None:
-    cur: Any = metrics
-    for key in path:
-        if not isinstance(cur, Mapping):
-            return None
-        cur = cur.get(key)
-    if isinstance(cur, bool) or not isinstance(cur, int | float) or not math.isfinite(cur):
-        return None
-    return float(cur)
-
-
 def job_score(row: JobRow | None) -> Score | None:
     """A settled job's score (None when it is not settled: pending or never run).
 
@@ -239,7 +229,7 @@ def _arm_stats(arm: Arm, rows: list[JobRow | None], spent: float) -> dict[str, A
     lo, hi = wilson_interval(passing, len(done))
     means: dict[str, Any] = {}
     for name, path in KEY_METRICS.items():
-        values = [v for r in done if (v := _metric(r.metrics, path)) is not None]
+        values = [v for r in done if (v := metric_number(r.metrics, path)) is not None]
         means[name] = {
             "mean": round(statistics.fmean(values), 6) if values else None,
             "n": len(values),

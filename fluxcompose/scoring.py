@@ -19,14 +19,65 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "KEY_METRICS",
     "MARGIN_CLAMP",
+    "KeyMetric",
     "Score",
     "check_margin",
     "compare_scores",
+    "metric_at",
+    "metric_number",
     "score_checks",
     "sign_test",
     "wilson_interval",
 ]
+
+
+@dataclass(frozen=True)
+class KeyMetric:
+    """One number from a compare report that people compare outputs by.
+
+    ``name`` is its key in ``ab.json``; ``label`` is what the review page shows;
+    ``path`` is where it sits in a compare report's ``metrics``; ``averaged`` says whether
+    an A/B run reports its mean per arm (a count of inliers, or an area that depends on
+    the recipe, compares nothing between arms).
+    """
+
+    name: str
+    label: str
+    path: tuple[str, ...]
+    averaged: bool = True
+
+
+KEY_METRICS: tuple[KeyMetric, ...] = (
+    KeyMetric("ssim", "ssim", ("ssim",)),
+    KeyMetric("ssim_outside_edit", "ssim outside edit", ("ssim_outside_edit",)),
+    KeyMetric("ssim_outside_garment", "ssim outside garment", ("ssim_outside_garment",)),
+    KeyMetric("pattern_width_fraction", "print width / chest", ("pattern", "width_fraction")),
+    KeyMetric("pattern_inliers", "print inliers", ("pattern", "inliers"), averaged=False),
+    KeyMetric("pattern_on_garment", "print on garment", ("pattern", "on_garment")),
+    KeyMetric("edit_area_fraction", "edit area", ("edit_region", "area_fraction"), averaged=False),
+)
+"""The one table of key metrics: A/B means and the review page's metric rows."""
+
+
+def metric_at(metrics: object, path: tuple[str, ...]) -> Any:
+    """The value at ``path`` in nested mappings, or None where any step is missing."""
+    cur = metrics
+    for key in path:
+        if not isinstance(cur, Mapping):
+            return None
+        cur = cur.get(key)
+    return cur
+
+
+def metric_number(metrics: object, path: tuple[str, ...]) -> float | None:
+    """The finite number at ``path`` (booleans are not numbers here), else None."""
+    value = metric_at(metrics, path)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    return float(value)
+
 
 MARGIN_CLAMP = 1.0  # margins are clamped into [-1, 1] so one extreme value cannot dominate
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile

@@ -28,6 +28,7 @@ from ..ab import AB_JSON
 from ..errors import InputError
 from ..images import write_bytes_atomic
 from ..journal import JOURNAL_NAME, Journal, ReviewRow
+from ..scoring import KEY_METRICS, metric_at
 from .model import Judged, checks_verdict, export_row, parse_reasons
 
 __all__ = [
@@ -623,30 +624,12 @@ def _review_dict(r: ReviewRow) -> dict[str, Any]:
     }
 
 
-_METRIC_PATHS: dict[str, tuple[str, ...]] = {
-    "ssim": ("ssim",),
-    "ssim outside edit": ("ssim_outside_edit",),
-    "ssim outside garment": ("ssim_outside_garment",),
-    "print width / chest": ("pattern", "width_fraction"),
-    "print inliers": ("pattern", "inliers"),
-    "print on garment": ("pattern", "on_garment"),
-    "edit area": ("edit_region", "area_fraction"),
-}
-
-
-def _dig(d: Any, path: tuple[str, ...]) -> Any:
-    for k in path:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
-
-
 def _key_metrics(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The key metrics the report has, by their labels (:data:`~fluxcompose.scoring.KEY_METRICS`)."""
     return {
-        name: v
-        for name, path in _METRIC_PATHS.items()
-        if (v := _dig(metrics, path)) is not None and not isinstance(v, dict | list)
+        m.label: v
+        for m in KEY_METRICS
+        if (v := metric_at(metrics, m.path)) is not None and not isinstance(v, dict | list)
     }
 
 
@@ -660,5 +643,5 @@ def _overlays(metrics: Mapping[str, Any]) -> dict[str, Any]:
         "garment_box": subject.get("garment_box"),
         "garment_outline": subject.get("garment_outline"),
         "print_corners": pattern.get("corners") if pattern.get("found") else None,
-        "edit_box": _dig(metrics, ("edit_region", "box")),
+        "edit_box": metric_at(metrics, ("edit_region", "box")),
     }
