@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
+from functools import partialmethod
 from pathlib import Path
 from typing import Any
 
@@ -606,20 +607,6 @@ class Journal:
             **fields,
         )
 
-    def note_retry(
-        self,
-        job_id: str,
-        error: str,
-        *,
-        kind: str,
-        attempts: int = 1,
-        started_at: float | None = None,
-    ) -> None:
-        """Another attempt is about to start after ``error`` (``attempts`` added, default 1)."""
-        self._update(
-            job_id, add_attempts=attempts, started_at=started_at, error=error, error_kind=kind
-        )
-
     def note_error(
         self,
         job_id: str,
@@ -629,10 +616,15 @@ class Journal:
         attempts: int = 0,
         started_at: float | None = None,
     ) -> None:
-        """Record the latest error without changing the state (a stop mid-job)."""
+        """Record the latest error without changing the state (a stop mid-job, or a retry
+        about to start); ``attempts`` are added to the job's count."""
         self._update(
             job_id, add_attempts=attempts, started_at=started_at, error=error, error_kind=kind
         )
+
+    # Another attempt is about to start after ``error``: the same record, counting the
+    # attempt that failed unless ``attempts`` says otherwise.
+    note_retry = partialmethod(note_error, attempts=1)
 
     def set_thumbs(self, job_id: str, thumbs: dict[str, Any]) -> None:
         self._update(job_id, thumbs=thumbs)
