@@ -33,6 +33,7 @@ from .errors import InputError, PairsError, RatioError
 from .geometry import MAX_SOURCES as MAX_IMAGES
 from .geometry import parse_ratio
 from .locate import Box, parse_box
+from .textfiles import read_text
 
 __all__ = ["MAX_IMAGES", "PairRow", "Pairs", "RowError", "read_pairs", "resolve_source"]
 
@@ -105,16 +106,7 @@ def resolve_source(value: str, base: Path) -> str:
 def read_pairs(path: str | Path) -> Pairs:
     """Parse a PAIRS file. Raises PairsError when the file as a whole is unusable."""
     path = Path(path)
-    if not path.exists():
-        raise PairsError(f"pairs file not found: {path}")
-    if path.is_dir():
-        raise PairsError(f"pairs file is a folder, not a file: {path}")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise PairsError(f"pairs file {path} is not UTF-8 text: {exc.reason}") from None
-    except OSError as exc:
-        raise PairsError(f"cannot read pairs file {path}: {exc.strerror or exc}") from None
+    text = read_text(path, "pairs file", PairsError, encoding="utf-8-sig")
     fmt = _detect_format(path, text)
     base = path.resolve().parent
     if fmt == "csv":

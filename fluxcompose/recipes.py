@@ -27,6 +27,7 @@ from typing import Any
 
 from .errors import RatioError, RecipeError
 from .geometry import MAX_SOURCES
+from .textfiles import read_text
 
 __all__ = [
     "BUILTIN_PLACEHOLDERS",
@@ -608,8 +609,6 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
     """
     if isinstance(name_or_path, Path) or _looks_like_path(name_or_path):
         path = Path(name_or_path)
-        if not path.is_file():
-            raise RecipeError(f"recipe file not found: {path}")
         return _load_file(path, origin=str(path))
     names = _builtin_names()
     if name_or_path not in names:
@@ -621,12 +620,7 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
 
 
 def _load_file(path: Path, *, origin: str) -> Recipe:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc.strerror or exc}") from None
+    text = read_text(path, "recipe file", RecipeError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
