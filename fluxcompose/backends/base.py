@@ -30,6 +30,7 @@ __all__ = [
     "GenerationResult",
     "OnSubmitted",
     "TaskHooks",
+    "model_fields",
     "size_fields",
     "tuning_fields",
     "validate_model",
@@ -176,6 +177,25 @@ def size_fields(request: GenerationRequest) -> dict[str, Any]:
         return {"aspect_ratio": request.aspect_ratio}
     assert request.width is not None and request.height is not None
     return {"width": int(request.width), "height": int(request.height)}
+
+
+def model_fields(request: GenerationRequest, order: tuple[str, ...]) -> dict[str, Any]:
+    """The model's own fields of a request, in the wire's ``order``: the size
+    (:func:`size_fields`), ``seed`` when set, ``steps``/``guidance`` (:func:`tuning_fields`),
+    ``safety_tolerance``, ``output_format``, and ``prompt_upsampling`` for a model that
+    takes it (the model table). Which fields go, and as what type, is decided here once;
+    each backend states only its order. A field missing from ``order`` is a bug: KeyError.
+    """
+    fields = size_fields(request)
+    if request.seed is not None:
+        fields["seed"] = int(request.seed)
+    fields.update(tuning_fields(request))
+    fields["safety_tolerance"] = int(request.safety_tolerance)
+    fields["output_format"] = request.output_format
+    if model_spec(request.model).prompt_upsampling:
+        fields["prompt_upsampling"] = bool(request.prompt_upsampling)
+    rank = {name: i for i, name in enumerate(order)}
+    return dict(sorted(fields.items(), key=lambda kv: rank[kv[0]]))
 
 
 def tuning_fields(request: GenerationRequest) -> dict[str, Any]:

@@ -48,14 +48,7 @@ from ..errors import (
 )
 from ..models import concurrency_cap, model_spec
 from ..net import make_client, network_error, parse_retry_after, redact, status_error
-from .base import (
-    GenerationRequest,
-    GenerationResult,
-    TaskHooks,
-    size_fields,
-    tuning_fields,
-    validate_request,
-)
+from .base import GenerationRequest, GenerationResult, TaskHooks, model_fields, validate_request
 
 if TYPE_CHECKING:
     import httpx2
@@ -158,6 +151,20 @@ def task_billing(token: str) -> dict[str, float]:
     }
 
 
+# The model's fields in the order BFL's documentation lists them (DESIGN.md section 11).
+FIELD_ORDER = (
+    "seed",
+    "aspect_ratio",
+    "width",
+    "height",
+    "steps",
+    "guidance",
+    "output_format",
+    "prompt_upsampling",
+    "safety_tolerance",
+)
+
+
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
@@ -168,20 +175,12 @@ def submit_body(request: GenerationRequest) -> dict[str, Any]:
     ``seed``, ``steps`` and ``guidance`` appear only when set; references 2..N as
     ``input_image_2`` ... Check the request with ``validate_request`` first.
     """
-    spec = model_spec(request.model)
     body: dict[str, Any] = {"prompt": request.prompt}
     if request.input_image is not None:
         body["input_image"] = _b64(request.input_image)
     for i, (data, _mime) in enumerate(request.more_images, start=2):
         body[f"input_image_{i}"] = _b64(data)
-    if request.seed is not None:
-        body["seed"] = int(request.seed)
-    body.update(size_fields(request))
-    body.update(tuning_fields(request))
-    body["output_format"] = request.output_format
-    if spec.prompt_upsampling:
-        body["prompt_upsampling"] = bool(request.prompt_upsampling)
-    body["safety_tolerance"] = int(request.safety_tolerance)
+    body.update(model_fields(request, FIELD_ORDER))
     return body
 
 

@@ -35,23 +35,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
-from ..errors import (
-    ConfigError,
-    GenerationError,
-    Moderated,
-    TaskFailed,
-    TransientError,
-)
-from ..models import concurrency_cap, model_spec
+from ..errors import ConfigError, GenerationError, Moderated, TaskFailed, TransientError
+from ..models import concurrency_cap
 from ..net import parse_retry_after, redact, status_error
-from .base import (
-    GenerationRequest,
-    GenerationResult,
-    TaskHooks,
-    size_fields,
-    tuning_fields,
-    validate_request,
-)
+from .base import GenerationRequest, GenerationResult, TaskHooks, model_fields, validate_request
 
 if TYPE_CHECKING:
     import openai
@@ -64,6 +51,20 @@ _MODERATION_CODES = frozenset({"content_policy_violation", "moderation_blocked",
 _MODERATION_RE = re.compile(r"moderat|content[ _-]?polic", re.IGNORECASE)
 
 
+# The model's fields in the order the gateway's documentation lists them (DESIGN.md 11).
+FIELD_ORDER = (
+    "aspect_ratio",
+    "width",
+    "height",
+    "seed",
+    "steps",
+    "guidance",
+    "safety_tolerance",
+    "output_format",
+    "prompt_upsampling",
+)
+
+
 def flux_fields(request: GenerationRequest) -> dict[str, Any]:
     """The model's fields of a request, in wire order, without the images.
 
@@ -71,16 +72,7 @@ def flux_fields(request: GenerationRequest) -> dict[str, Any]:
     ``guidance`` are present only when set; ``steps``/``guidance`` and
     ``prompt_upsampling`` only for models that take them (the model table).
     """
-    spec = model_spec(request.model)
-    fields = size_fields(request)
-    if request.seed is not None:
-        fields["seed"] = int(request.seed)
-    fields.update(tuning_fields(request))
-    fields["safety_tolerance"] = int(request.safety_tolerance)
-    fields["output_format"] = request.output_format
-    if spec.prompt_upsampling:
-        fields["prompt_upsampling"] = bool(request.prompt_upsampling)
-    return fields
+    return model_fields(request, FIELD_ORDER)
 
 
 def _data_url(data: bytes, mime: str) -> str:
