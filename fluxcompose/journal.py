@@ -32,7 +32,8 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from functools import partialmethod
@@ -182,6 +183,20 @@ def m004_chosen_by(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE jobs ADD COLUMN flag_reason TEXT")
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` around the block, ``ROLLBACK`` if it raises
+    (anything, KeyboardInterrupt included): its statements land together or not at all.
+    ``db`` must be in autocommit mode (``isolation_level=None``)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def migrate(db: sqlite3.Connection) -> None:
     """Run the migrations that have not run yet on ``db``, each in its own transaction.
 
@@ -193,17 +208,12 @@ def migrate(db: sqlite3.Connection) -> None:
         if fn.__name__ in done:
             continue
         # One transaction: the migration and its record land together or not at all.
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(db):
             fn(db)
             db.execute(
                 "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
                 (fn.__name__, time.time()),
             )
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
 
 
 _JSON_COLUMNS = ("metrics", "sources", "thumbs", "timings")
@@ -637,18 +647,12 @@ class Journal:
         An existing candidate keeps its seed: a resume draws exactly what it drew before.
         """
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO candidates (job_id, idx, seed, updated_at)"
-                    " VALUES (?, ?, ?, ?)",
-                    [(job_id, i, int(s), now) for i, s in enumerate(seeds)],
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            self._db.executemany(
+                "INSERT OR IGNORE INTO candidates (job_id, idx, seed, updated_at)"
+                " VALUES (?, ?, ?, ?)",
+                [(job_id, i, int(s), now) for i, s in enumerate(seeds)],
+            )
         return self.candidates(job_id)
 
     def candidates(self, job_id: str) -> list[CandidateRow]:
@@ -680,29 +684,23 @@ class Journal:
         """A candidate's result is on disk: the candidate becomes ``downloaded`` with its cost,
         and the cost is added to the job's ``cost_usd``, in one transaction."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "UPDATE candidates SET state = ?, output_path = ?, cost_usd = cost_usd + ?,"
-                    " error = NULL, error_kind = NULL, updated_at = ? WHERE job_id = ? AND idx = ?",
-                    (
-                        JobState.DOWNLOADED.value,
-                        str(output_path),
-                        float(cost_usd),
-                        now,
-                        job_id,
-                        idx,
-                    ),
-                )
-                self._db.execute(
-                    "UPDATE jobs SET cost_usd = cost_usd + ?, updated_at = ? WHERE job_id = ?",
-                    (float(cost_usd), now, job_id),
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            self._db.execute(
+                "UPDATE candidates SET state = ?, output_path = ?, cost_usd = cost_usd + ?,"
+                " error = NULL, error_kind = NULL, updated_at = ? WHERE job_id = ? AND idx = ?",
+                (
+                    JobState.DOWNLOADED.value,
+                    str(output_path),
+                    float(cost_usd),
+                    now,
+                    job_id,
+                    idx,
+                ),
+            )
+            self._db.execute(
+                "UPDATE jobs SET cost_usd = cost_usd + ?, updated_at = ? WHERE job_id = ?",
+                (float(cost_usd), now, job_id),
+            )
 
     # -- reviews (DESIGN.md section 13) -----------------------------------------
 
@@ -803,26 +801,20 @@ class Journal:
         ``cost_usd``, so the budget keeps counting it), and a ``retry`` row in the review
         history pointing at the earlier output's copy ``archived``."""
         now = time.time()
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                cur = self._db.execute(
-                    "UPDATE jobs SET state = ?, task_id = NULL, error = NULL, error_kind = NULL,"
-                    " updated_at = ? WHERE job_id = ?",
-                    (JobState.PENDING.value, now, job_id),
-                )
-                if cur.rowcount != 1:
-                    raise KeyError(job_id)
-                self._db.execute("DELETE FROM candidates WHERE job_id = ?", (job_id,))
-                self._db.execute(
-                    "INSERT INTO reviews (job_id, verdict, reviewed_at, output_path)"
-                    " VALUES (?, 'retry', ?, ?)",
-                    (job_id, now, None if archived is None else str(archived)),
-                )
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+        with self._lock, transaction(self._db):
+            cur = self._db.execute(
+                "UPDATE jobs SET state = ?, task_id = NULL, error = NULL, error_kind = NULL,"
+                " updated_at = ? WHERE job_id = ?",
+                (JobState.PENDING.value, now, job_id),
+            )
+            if cur.rowcount != 1:
+                raise KeyError(job_id)
+            self._db.execute("DELETE FROM candidates WHERE job_id = ?", (job_id,))
+            self._db.execute(
+                "INSERT INTO reviews (job_id, verdict, reviewed_at, output_path)"
+                " VALUES (?, 'retry', ?, ?)",
+                (job_id, now, None if archived is None else str(archived)),
+            )
 
     def done_jobs_brief(self) -> list[dict[str, Any]]:
         """The done jobs for a listing (the review grid), by line: job_id, line, output_path,
