@@ -146,6 +146,12 @@ recipe_option = click.option(
 )
 
 
+def json_option(help_text: str = "Print JSON.") -> _Option:
+    """``--json`` -> ``as_json: bool``: what the command prints, as JSON on stdout (notices
+    stay on stderr). One definition, so every command spells the flag the same way."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
 def outdir_option(help_text: str) -> _Option:
     """A required ``-o/--outdir`` folder (batch and ab: where the resumable work lives)."""
     return click.option("-o", "--outdir", required=True, type=click.Path(path_type=Path),

@@ -15,6 +15,7 @@ from ._common import (
     JobOptions,
     batch_config,
     batch_options,
+    json_option,
     notice,
     print_json,
 )
@@ -38,7 +39,7 @@ __all__ = ["ab_cmd"]
     concurrency_help="Jobs in flight at once per arm; also the size of the interleaved chunks.",
     budget_help="Per arm: never start a job that would take the arm's total over USD.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print ab.json on stdout.")
+@json_option("Print ab.json on stdout.")
 def ab_cmd(
     pairs: Path,
     arms: tuple[str, ...],

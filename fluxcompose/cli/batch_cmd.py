@@ -22,6 +22,7 @@ from ._common import (
     announce,
     batch_config,
     batch_options,
+    json_option,
     notice,
     print_json,
 )
@@ -98,7 +99,7 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
     help="Run the jobs people rejected (fluxcompose review) again with new seeds; pays"
     " again, within --budget. Earlier outputs and verdicts stay in the history.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@json_option("Print the summary as JSON on stdout.")
 def batch(
     pairs: Path,
     recipe: str | None,

@@ -8,7 +8,7 @@ import click
 
 from ..errors import RecipeError
 from ..sheet import format_value, pattern_evidence
-from ._common import SubjectBoxType, notice, print_json
+from ._common import SubjectBoxType, json_option, notice, print_json
 
 __all__ = ["compare"]
 
@@ -158,7 +158,7 @@ def _summary(d: dict[str, Any]) -> list[str]:
     "variable, else middle), e.g. 'upper left'.",
 )
 @click.option("--sheet", default=None, metavar="PNG", help="Write a comparison sheet here.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@json_option("Print the report as JSON on stdout.")
 def compare(
     output: str,
     target: str,

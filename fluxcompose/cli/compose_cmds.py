@@ -9,7 +9,7 @@ import click
 from .. import geometry
 from ..compose import MAX_SOURCES, compose
 from ..errors import InputError, RatioError
-from ._common import RatioType, print_json
+from ._common import RatioType, json_option, print_json
 
 
 @click.command("size")
@@ -32,7 +32,7 @@ from ._common import RatioType, print_json
 @click.option(
     "--bucket", is_flag=True, help="Snap to the nearest Kontext preferred resolution instead."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option("Print JSON.")
 def size_cmd(
     ratio: geometry.Ratio, megapixels: float, multiple: int, bucket: bool, as_json: bool
 ) -> None:
@@ -99,7 +99,7 @@ def size_cmd(
 @click.option("--outline", is_flag=True, help="Draw a thin border around each cell.")
 @click.option("--megapixels", type=float, default=1.0, show_default=True)
 @click.option("--no-upscale", is_flag=True, help="Keep small sources at native scale.")
-@click.option("--json", "as_json", is_flag=True, help="Also print the layout to stdout.")
+@json_option("Also print the layout to stdout.")
 def compose_cmd(
     images: tuple[str, ...],
     output: Path,

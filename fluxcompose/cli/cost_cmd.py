@@ -7,7 +7,7 @@ import click
 from .. import pricing
 from ..backends import BACKENDS
 from ..models import MODEL_NAMES
-from ._common import print_json
+from ._common import json_option, print_json
 
 
 @click.command("cost")
@@ -41,7 +41,7 @@ from ._common import print_json
     show_default=True,
     help="FLUX.2: each reference's size in megapixels.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def cost_cmd(
     calls: int,
     model: str,

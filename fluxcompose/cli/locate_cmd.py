@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..errors import InputError
-from ._common import notice, print_json
+from ._common import json_option, notice, print_json
 
 __all__ = ["locate_cmd", "draw_overlay"]
 
@@ -59,7 +59,7 @@ def _out_names(images: tuple[str, ...]) -> list[str]:
 
 @click.command("locate")
 @click.argument("images", nargs=-1, required=True, metavar="IMG [IMG...]")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+@json_option("Print the result as JSON on stdout.")
 @click.option(
     "--overlay",
     default=None,

@@ -7,12 +7,13 @@ import json
 import click
 
 from ..recipes import list_recipes, load_recipe
+from ._common import json_option
 
 __all__ = ["recipes"]
 
 
 @click.group("recipes", invoke_without_command=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@json_option("Print JSON instead of text.")
 @click.pass_context
 def recipes(ctx: click.Context, as_json: bool) -> None:
     """List the built-in recipes.
@@ -45,7 +46,7 @@ def recipes(ctx: click.Context, as_json: bool) -> None:
 
 @recipes.command("show")
 @click.argument("recipe", metavar="NAME|PATH")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of TOML.")
+@json_option("Print JSON instead of TOML.")
 def show(recipe: str, as_json: bool) -> None:
     """Print one recipe (a built-in name or a .toml path) as TOML.
 

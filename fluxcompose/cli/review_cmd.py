@@ -18,7 +18,7 @@ from ..ab import refresh_approval
 from ..errors import InputError
 from ..images import write_bytes_atomic
 from ..review import EXPORT_COLUMNS, ReviewStore, agreement, parse_set
-from ._common import notice, print_json
+from ._common import json_option, notice, print_json
 
 __all__ = ["review_cmd"]
 
@@ -132,7 +132,7 @@ def _print_agreement(doc: dict[str, Any]) -> None:
     is_flag=True,
     help="How far the checks agree with people (false-pass and false-fail rates).",
 )
-@click.option("--json", "as_json", is_flag=True, help="With --agreement: print JSON.")
+@json_option("With --agreement: print JSON.")
 def review_cmd(
     outdir: Path,
     host: str,

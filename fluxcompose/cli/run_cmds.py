@@ -12,6 +12,7 @@ from ._common import (
     JobOptions,
     announce,
     job_options,
+    json_option,
     load_recipe_arg,
     notice,
     print_json,
@@ -33,12 +34,7 @@ from ._common import (
 @job_options
 @click.option("--strict", is_flag=True, help="Exit 1 when the recipe's checks fail.")
 @click.option("--dry-run", is_flag=True, help="Compose and print the request; send nothing.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the sidecar (or, with --dry-run, the request) as JSON.",
-)
+@json_option("Print the sidecar (or, with --dry-run, the request) as JSON.")
 def run_cmd(
     images: tuple[str, ...],
     recipe: str | None,
