@@ -152,6 +152,12 @@ def json_option(help_text: str = "Print JSON.") -> _Option:
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
+def subject_box_option(help_text: str) -> _Option:
+    """``--subject-box x0,y0,x1,y1`` -> ``subject_box: Box | None``: the chest box given by
+    hand, normalised 0..1 on the target, parsed and checked once (:class:`SubjectBoxType`)."""
+    return click.option("--subject-box", type=SubjectBoxType(), default=None, help=help_text)
+
+
 def outdir_option(help_text: str) -> _Option:
     """A required ``-o/--outdir`` folder (batch and ab: where the resumable work lives)."""
     return click.option("-o", "--outdir", required=True, type=click.Path(path_type=Path),
@@ -330,12 +336,9 @@ def prompt_options(f: _F) -> _F:
             metavar="KEY=VALUE",
             help="Set a recipe variable; repeatable.",
         ),
-        click.option(
-            "--subject-box",
-            type=SubjectBoxType(),
-            default=None,
-            help="The chest box on the target, x0,y0,x1,y1 normalised 0..1, instead of "
-            "detecting it (a subject_box column in PAIRS does this per row).",
+        subject_box_option(
+            "The chest box on the target, x0,y0,x1,y1 normalised 0..1, instead of "
+            "detecting it (a subject_box column in PAIRS does this per row)."
         ),
         click.option(
             "--no-compare", is_flag=True, help="Skip comparing the output with its sources."

@@ -8,7 +8,7 @@ import click
 
 from ..errors import RecipeError
 from ..sheet import format_value, pattern_evidence
-from ._common import SubjectBoxType, json_option, notice, print_json
+from ._common import json_option, notice, print_json, subject_box_option
 
 __all__ = ["compare"]
 
@@ -144,12 +144,7 @@ def _summary(d: dict[str, Any]) -> list[str]:
     metavar="N",
     help="With --layout: the target's cell index (default: the cell named target, else the last).",
 )
-@click.option(
-    "--subject-box",
-    type=SubjectBoxType(),
-    default=None,
-    help="The chest box on the target, normalised 0..1 (replaces detection).",
-)
+@subject_box_option("The chest box on the target, normalised 0..1 (replaces detection).")
 @click.option(
     "--placement",
     default=None,

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..errors import InputError
-from ._common import json_option, notice, print_json
+from ._common import json_option, notice, print_json, subject_box_option
+
+if TYPE_CHECKING:
+    from ..locate import Box
 
 __all__ = ["locate_cmd", "draw_overlay"]
 
@@ -75,18 +78,15 @@ def _out_names(images: tuple[str, ...]) -> list[str]:
     help="Write the garment mask: 8-bit grey PNG at the image's size, white = garment; a "
     "folder when several images are given.",
 )
-@click.option(
-    "--subject-box",
-    default=None,
-    metavar="x0,y0,x1,y1",
-    help="Give the chest box by hand (normalised 0..1); only the garment mask is estimated.",
+@subject_box_option(
+    "Give the chest box by hand (normalised 0..1); only the garment mask is estimated."
 )
 def locate_cmd(
     images: tuple[str, ...],
     as_json: bool,
     overlay: str | None,
     mask_path: str | None,
-    subject_box: str | None,
+    subject_box: Box | None,
 ) -> int:
     """Find the wearer's torso garment in each IMG (a path or http(s) URL): the chest box (the
     torso's front, shoulders to waist, without the arms), the garment mask and the face.
@@ -108,9 +108,8 @@ def locate_cmd(
       fluxcompose locate photo.jpg --subject-box 0.2,0.3,0.8,0.9 --mask garment.png
       fluxcompose locate shots/*.jpg --overlay overlays/ > subjects.jsonl
     """
-    from ..locate import Subject, parse_box
+    from ..locate import Subject
 
-    box = parse_box(subject_box) if subject_box is not None else None
     several = len(images) > 1
     if several:
         for folder in (overlay, mask_path):
@@ -123,7 +122,7 @@ def locate_cmd(
             try:
                 data = _locate_one(
                     image,
-                    box,
+                    subject_box,
                     None if overlay is None else Path(overlay) / name,
                     None if mask_path is None else Path(mask_path) / name,
                     label=f"{image}: ",
@@ -137,7 +136,7 @@ def locate_cmd(
         return 2 if failed else 0
     data = _locate_one(
         images[0],
-        box,
+        subject_box,
         None if overlay is None else Path(overlay),
         None if mask_path is None else Path(mask_path),
         label="",
@@ -155,7 +154,7 @@ def locate_cmd(
 
 
 def _locate_one(
-    image: str, box: Any, overlay_to: Path | None, mask_to: Path | None, *, label: str
+    image: str, box: Box | None, overlay_to: Path | None, mask_to: Path | None, *, label: str
 ) -> dict[str, Any]:
     """Locate the subject on one image, write its overlay and mask, say so on stderr, and
     return its JSON object (``{"image", ...Subject.to_dict()}``)."""
