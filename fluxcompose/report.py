@@ -100,16 +100,17 @@ def _jpeg(im: Image.Image) -> bytes:
 def _cell_thumbs(
     canvas: Image.Image, boxes: Sequence[tuple[int, int, int, int]], size: int
 ) -> list[bytes]:
-    """Each cell of the canvas shrunk to at most ``size`` (longest side), as JPEG: the
-    canvas is box-reduced once by the integer factor Pillow's ``thumbnail`` would take for
-    the smallest cell (keeping at least twice ``size``), then each cell is resized."""
-    longest = min(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in boxes)
-    k = max(1, int(longest / size / 2.0))
+    """Each cell of the canvas shrunk to at most ``size`` (longest side), as JPEG.
+
+    Each cell is box-reduced by its own integer factor (the one Pillow's ``thumbnail``
+    would take: keeping at least twice ``size``), then resized: the same quality as a
+    thumbnail of the cell, without reducing the padding and gutters between cells, or a
+    large cell only by the factor a small one allows."""
     im = canvas.convert("RGB") if canvas.mode != "RGB" else canvas
-    small = im.reduce(k) if k > 1 else im
     out = []
     for x0, y0, x1, y1 in boxes:
-        cell = small.crop((x0 // k, y0 // k, max(x0 // k + 1, x1 // k), max(y0 // k + 1, y1 // k)))
+        k = max(1, int(max(x1 - x0, y1 - y0) / size / 2.0))
+        cell = im.reduce(k, (x0, y0, max(x0 + 1, x1), max(y0 + 1, y1)))
         cell.thumbnail((size, size), Image.Resampling.BILINEAR)
         out.append(_jpeg(cell))
     return out
