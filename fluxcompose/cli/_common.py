@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, TypeVar, cast
 
 import click
 
@@ -407,14 +407,16 @@ def compose_options(f: _F) -> _F:
     return _bundle("compose", COMPOSE_KEYS, options, build)(f)
 
 
-@dataclass(frozen=True)
-class BatchRunOptions:
-    """--concurrency, --budget, --max-attempts and --retry-failed: how batch and ab run."""
+class BatchRunOptions(TypedDict):
+    """--concurrency, --budget, --max-attempts and --retry-failed: how batch and ab run.
 
-    concurrency: int = 4
-    budget_usd: float | None = None  # USD, >= 0
-    max_attempts: int = 4
-    retry_failed: bool = False
+    Keyed by :class:`~fluxcompose.batch.BatchConfig`'s own field names, so they pass on
+    as ``**run`` and mypy checks every key against the config."""
+
+    concurrency: int
+    budget_usd: float | None  # USD, >= 0
+    max_attempts: int
+    retry_failed: bool
 
 
 def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_F], _F]:
@@ -451,7 +453,12 @@ def batch_run_options(*, concurrency_help: str, budget_help: str) -> Callable[[_
     def build(
         concurrency: int, budget: float | None, max_attempts: int, retry_failed: bool
     ) -> BatchRunOptions:
-        return BatchRunOptions(concurrency, budget, max_attempts, retry_failed)
+        return BatchRunOptions(
+            concurrency=concurrency,
+            budget_usd=budget,
+            max_attempts=max_attempts,
+            retry_failed=retry_failed,
+        )
 
     names = ("concurrency", "budget", "max_attempts", "retry_failed")
     return _bundle("run", names, options, build)
@@ -468,10 +475,7 @@ def batch_config(recipe: str | None, opts: JobOptions, run: BatchRunOptions) -> 
         compose_options=compose,
         prompt=job.prompt,
         variables=job.variables,
-        concurrency=run.concurrency,
-        budget_usd=run.budget_usd,
-        max_attempts=run.max_attempts,
-        retry_failed=run.retry_failed,
+        **run,
         compare=job.compare,
         subject_box=job.subject_box,
         candidates=candidates,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InputError
-from ..journal import REVIEW_VERDICTS
+from ..journal import REVIEW_VERDICTS, ReviewRow
 from ..scoring import wilson_interval
 
 __all__ = [
@@ -187,28 +187,20 @@ def _iso(ts: float) -> str:
 
 
 def export_row(
-    *,
-    job_id: str,
-    verdict: str,
-    reasons: Sequence[str],
-    note: str | None,
-    reviewer: str | None,
-    reviewed_at: float,
-    candidate: int | None,
-    checks: str,
-    output: str | None,
+    job_id: str, review: ReviewRow, *, checks: str, output: str | None
 ) -> dict[str, Any]:
-    """One export row (:data:`EXPORT_COLUMNS`): ``checks_passed`` is True, False or None
-    (not measured) from the checks' verdict ``checks``; ``reasons`` joined with ``;``;
-    ``reviewed_at`` ISO 8601 in UTC."""
+    """One export row (:data:`EXPORT_COLUMNS`) for the job ``job_id`` (its key) and its
+    current ``review``: ``checks_passed`` is True, False or None (not measured) from the
+    checks' verdict ``checks``; ``reasons`` joined with ``;``; ``reviewed_at`` ISO 8601
+    in UTC."""
     return {
         "job_id": job_id,
-        "verdict": verdict,
-        "reasons": ";".join(reasons),
-        "note": note,
-        "reviewer": reviewer,
-        "reviewed_at": _iso(reviewed_at),
-        "candidate": candidate,
+        "verdict": review.verdict,
+        "reasons": ";".join(review.reasons),
+        "note": review.note,
+        "reviewer": review.reviewer,
+        "reviewed_at": _iso(review.reviewed_at),
+        "candidate": review.candidate,
         "checks_passed": {"passed": True, "failed": False}.get(checks),
         "output": output,
     }

@@ -598,18 +598,7 @@ class ReviewStore:
 
     def export_rows(self) -> list[dict[str, Any]]:
         return [
-            export_row(
-                job_id=e.key,
-                verdict=r.verdict,
-                reasons=r.reasons,
-                note=r.note,
-                reviewer=r.reviewer,
-                reviewed_at=r.reviewed_at,
-                candidate=r.candidate,
-                checks=e.checks_verdict,
-                output=e.output,
-            )
-            for e, r in self.judged()
+            export_row(e.key, r, checks=e.checks_verdict, output=e.output) for e, r in self.judged()
         ]
 
 
