@@ -29,8 +29,10 @@ def lab_stats(image: ImageLike) -> Array:
     """``[mean L, mean a, mean b, std L, std a, std b]`` in Lab units (float64)."""
     rgb = rgb_array(image)
     rgb = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], STYLE_WORK_SIDE))
-    values = lab(rgb).reshape(-1, 3).astype(np.float64)
-    return np.concatenate([values.mean(axis=0), values.std(axis=0)])
+    # One pass in double precision: the same values to ~1e-12 Lab units, without numpy's
+    # column means and deviations of an N x 3 float64 copy (~4 ms of the 6 this took).
+    mean, std = cv2.meanStdDev(lab(rgb))
+    return np.concatenate([mean.reshape(3), std.reshape(3)]).astype(np.float64)
 
 
 def lab_stats_distance(a: ImageLike, b: ImageLike) -> float:
@@ -80,8 +82,7 @@ def texture_features(image: ImageLike) -> Array:
         gx = cv2.Sobel(n, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(n, cv2.CV_32F, 0, 1, ksize=3)
         mag = cv2.magnitude(gx, gy)
-        ang = np.mod(np.arctan2(gy, gx), np.pi)
-        bins = np.minimum((ang * (TEXTURE_BINS / np.pi)).astype(np.int64), TEXTURE_BINS - 1)
+        bins = _orientation_bins(gx, gy)
         counts = np.bincount(bins.ravel(), weights=mag.ravel(), minlength=TEXTURE_BINS)
         hist = counts.astype(np.float64) / max(float(counts.sum()), 1e-9)
         jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
@@ -100,6 +101,27 @@ def texture_features(image: ImageLike) -> Array:
             continue
         y = cv2.pyrDown(y)
     return np.asarray(feats[: TEXTURE_SCALES * (TEXTURE_BINS + 2)], dtype=np.float64)
+
+
+# In bins (22.5 degrees each): OpenCV documents its phase as accurate to ~0.3 degrees (0.013
+# bins; measured: 1e-2 degrees), so a gradient further than this from a bin's edge is binned
+# the same by both.
+ANGLE_SLACK = 0.02
+
+
+def _orientation_bins(gx: Array, gy: Array) -> Array:
+    """The orientation bin (0..TEXTURE_BINS - 1 over 0..180 degrees) of each gradient,
+    ``min(floor(mod(arctan2(gy, gx), pi) * TEXTURE_BINS / pi), TEXTURE_BINS - 1)`` in
+    float32: read off OpenCV's fast phase (~10x faster than numpy's arctan2), and by that
+    formula itself for the few gradients within ANGLE_SLACK of a bin's edge, where the
+    two could disagree. So the bins are exactly the formula's."""
+    turns = cv2.phase(gx, gy) * np.float32(TEXTURE_BINS / np.pi)  # 0..2 * TEXTURE_BINS
+    bins = turns.astype(np.int64) % TEXTURE_BINS
+    edge = np.abs(turns - np.rint(turns)) < ANGLE_SLACK
+    if edge.any():
+        ang = np.mod(np.arctan2(gy[edge], gx[edge]), np.pi)
+        bins[edge] = np.minimum((ang * (TEXTURE_BINS / np.pi)).astype(np.int64), TEXTURE_BINS - 1)
+    return bins
 
 
 def texture_distance(a: Array, b: Array) -> float:
