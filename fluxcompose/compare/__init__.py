@@ -77,6 +77,7 @@ from .style import (
     lab_stats,
     lab_stats_distance,
     style_metric,
+    style_source,
     texture_distance,
     texture_features,
 )
@@ -201,10 +202,12 @@ def compare(
         },
     }
     warnings: list[str] = []
+    known: dict[str, tuple[Image.Image, int]] = {}  # the sources' pHashes kept by content
     if pat_img is not None:
         # Match in the cut output at its own resolution (no up/down round trip).
         pat = np.asarray(pat_img, dtype=np.uint8)
         model = pattern_model(pat)
+        known["pattern"] = (pat_img, model.phash)
         layer = model.layer
         found = find_print(
             cut_rgb,
@@ -229,7 +232,9 @@ def compare(
         if warning:
             warnings.append(warning)
     if sty_img is not None:
-        metrics["style"] = style_metric(out_small, tgt_small, sty_img)
+        source = style_source(np.asarray(sty_img, dtype=np.uint8))
+        known["style"] = (sty_img, source.phash)
+        metrics["style"] = style_metric(out_small, tgt_small, sty_img, source=source)
 
     named: dict[str, ImageLike] = {}
     for name, img in (sources or {}).items():
@@ -240,7 +245,11 @@ def compare(
     if sty_img is not None:
         named.setdefault("style", sty_img)
     h_out = phash(out_small)
-    metrics["phash"] = {name: hamming(h_out, phash(img)) for name, img in named.items()}
+    hashes = {
+        name: known[name][1] if name in known and known[name][0] is img else phash(img)
+        for name, img in named.items()
+    }
+    metrics["phash"] = {name: hamming(h_out, h) for name, h in hashes.items()}
 
     result = evaluate_checks(metrics, checks)
     return CompareReport(

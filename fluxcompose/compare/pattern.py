@@ -14,7 +14,7 @@ regions are normalised the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..prints import PrintLayer, print_layer
 from .imaging import Array, ContentCache, ImageLike, fit_side, gray8, resize, rgb_array
+from .metrics import phash
 
 __all__ = [
     "MIN_INLIERS",
@@ -118,11 +119,15 @@ class _Level:
 class PatternModel:
     """What matching needs of a pattern, computed once: its design (:func:`pattern_layer`)
     and its features at each pyramid level (largest first). ``detector`` names the
-    feature type ("SIFT" or "ORB")."""
+    feature type ("SIFT" or "ORB"); ``phash`` is the pattern's :func:`~.metrics.phash`.
+    ``derived`` holds what the modules below derive from the model (the colour search's
+    design), kept with it: computed on first use, by key."""
 
     layer: PrintLayer
     levels: tuple[_Level, ...]
     detector: str
+    phash: int = 0
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _MODELS: ContentCache[PatternModel] = ContentCache(CACHE_SIZE)
@@ -147,7 +152,7 @@ def pattern_model(pattern: ImageLike, layer: PrintLayer | None = None) -> Patter
             kps, des = det.detectAndCompute(resize(grey, size), None)
             pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
             levels.append(_Level(size, pts, des))
-        return PatternModel(layer or pattern_layer(top), tuple(levels), kind)
+        return PatternModel(layer or pattern_layer(top), tuple(levels), kind, phash(rgb))
 
     return _MODELS.get(rgb, kind, build)
 

@@ -113,7 +113,9 @@ def find_print(
         found = not_found(found["inliers"], method=found["method"], reason=STATIC_REASON)
     if found["found"]:
         return found
-    by_colour = correlate_pattern(output, pattern, region=region, layer=layer, changed=changed)
+    by_colour = correlate_pattern(
+        output, pattern, region=region, layer=layer, changed=changed, model=model
+    )
     if by_colour["found"] and changed_share(by_colour["corners"], changed) >= CHANGED_MIN_SHARE:
         by_colour["inliers"] = found["inliers"]
         return by_colour

@@ -7,17 +7,21 @@ Lab is CIE L*a*b* (D65), L 0..100, a and b roughly -128..127.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
 
 from .imaging import Array, ContentCache, ImageLike, fit_side, lab, luma, resize, rgb_array
+from .metrics import phash
 
 __all__ = [
+    "StyleSource",
     "lab_stats",
     "lab_stats_distance",
     "style_metric",
+    "style_source",
     "texture_distance",
     "texture_features",
 ]
@@ -131,7 +135,35 @@ def texture_distance(a: Array, b: Array) -> float:
     return float(np.abs(np.asarray(a) - np.asarray(b)).sum())
 
 
-def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict[str, Any]:
+@dataclass(frozen=True)
+class StyleSource:
+    """What compare needs of a style source, computed once from its pixels: ``lab`` its
+    :func:`lab_stats` and ``texture`` its :func:`texture_features` (both at the
+    texture's working size), ``phash`` its :func:`~.metrics.phash` (at full size)."""
+
+    lab: Array
+    texture: Array
+    phash: int
+
+
+_SOURCES: ContentCache[StyleSource] = ContentCache(8)
+
+
+def style_source(style: ImageLike) -> StyleSource:
+    """The :class:`StyleSource` of ``style``, kept by content (its own pixels), so a batch
+    with one style source shrinks and measures it once."""
+    rgb = rgb_array(style)
+
+    def compute() -> StyleSource:
+        small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
+        return StyleSource(lab_stats(small), texture_features(small), phash(rgb))
+
+    return _SOURCES.get(rgb, "style", compute)
+
+
+def style_metric(
+    output: ImageLike, target: ImageLike, style: ImageLike, *, source: StyleSource | None = None
+) -> dict[str, Any]:
     """How far the output moved toward the style source, in colour and in texture.
 
     Returns ``{"output_to_style", "target_to_style", "colour_closer",
@@ -144,12 +176,14 @@ def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict
       (a margin: re-encoding or a colour change alone moves it a few per cent);
     - ``closer = colour_closer and texture_closer``: a colour transfer alone is not a
       restyle.
+
+    ``source`` reuses the style's :func:`style_source` when the caller has it.
     """
-    s, ts = _source_stats(style)
-    d1 = float(np.linalg.norm(lab_stats(output) - s))
-    d2 = float(np.linalg.norm(lab_stats(target) - s))
-    t1 = texture_distance(texture_features(output), ts)
-    t2 = texture_distance(texture_features(target), ts)
+    src = source if source is not None else style_source(style)
+    d1 = float(np.linalg.norm(lab_stats(output) - src.lab))
+    d2 = float(np.linalg.norm(lab_stats(target) - src.lab))
+    t1 = texture_distance(texture_features(output), src.texture)
+    t2 = texture_distance(texture_features(target), src.texture)
     colour_closer = bool(d1 < d2)
     texture_closer = bool(t1 < (1.0 - TEXTURE_MARGIN) * t2)
     return {
@@ -161,19 +195,3 @@ def style_metric(output: ImageLike, target: ImageLike, style: ImageLike) -> dict
         "texture_closer": texture_closer,
         "closer": colour_closer and texture_closer,
     }
-
-
-_SOURCES: ContentCache[tuple[Array, Array]] = ContentCache(8)
-
-
-def _source_stats(style: ImageLike) -> tuple[Array, Array]:
-    """(:func:`lab_stats`, :func:`texture_features`) of the style source, kept by content
-    (its own pixels), both computed from its pixels at the texture's working size; a
-    kept source costs no shrink."""
-    rgb = rgb_array(style)
-
-    def compute() -> tuple[Array, Array]:
-        small = resize(rgb, fit_side(rgb.shape[1], rgb.shape[0], TEXTURE_WORK_SIDE))
-        return lab_stats(small), texture_features(small)
-
-    return _SOURCES.get(rgb, "style", compute)
