@@ -118,7 +118,9 @@ def fit_area(width: int, height: int, pixels: int) -> tuple[int, int]:
 
 def lab(rgb: Array) -> Array:
     """float32 Lab (L 0..100) of a uint8 RGB array."""
-    out: Array = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    scaled = rgb.astype(np.float32)
+    scaled /= 255.0
+    out: Array = cv2.cvtColor(scaled, cv2.COLOR_RGB2Lab)
     return out
 
 
