@@ -172,7 +172,8 @@ def compare(
     cut, cut_info = cut_output(out_img, tgt_img, composite, target_index)
     # Compare at the target's size, capped to ~1 MP so a huge source costs no more.
     work = fit_area(tgt_img.width, tgt_img.height, MAX_WORK_PIXELS)
-    tgt = resize(np.asarray(tgt_img, dtype=np.uint8), work)
+    tgt_rgb = np.asarray(tgt_img, dtype=np.uint8)
+    tgt = resize(tgt_rgb, work)
     cut_rgb = np.asarray(cut, dtype=np.uint8)  # read only: shared with the print search
     out = resize(cut_rgb, work)
 
@@ -180,7 +181,9 @@ def compare(
         subject = locate(tgt, subject_box=box)
     gmask = subject.garment_mask(work) if subject.found else None
 
-    ssim_value, smap = ssim(out, tgt, full=True)
+    # Luminance once: SSIM's, and the print search's when it searches this same array.
+    out_y = luma(out)
+    ssim_value, smap = ssim(out_y, luma(tgt), full=True)
     # One small copy of each for the edit mask, the style statistics and the hash.
     small = fit_side(work[0], work[1], EDIT_WORK_SIDE)
     out_small, tgt_small = resize(out, small), resize(tgt, small)
@@ -217,6 +220,7 @@ def compare(
             chest_box=subject.chest_box if subject.found else None,
             layer=layer,
             model=model,
+            luma=out_y if out is cut_rgb else None,
         )
         x0, y0, x1, y1 = layer.box
         metrics["pattern"] = relate_pattern(
@@ -256,11 +260,21 @@ def compare(
         metrics=metrics,
         checks=result["checks"],
         passed=result["passed"],
-        aligned_output=Image.fromarray(out),
-        aligned_target=Image.fromarray(tgt),
+        aligned_output=_image(out, cut if out is cut_rgb else None),
+        aligned_target=_image(tgt, tgt_img if tgt is tgt_rgb else None),
         subject=subject,
         warnings=warnings,
     )
+
+
+def _image(pixels: np.ndarray[Any, Any], same: Image.Image | None) -> Image.Image:
+    """``pixels`` (uint8 RGB) as a new PIL image: a copy of ``same`` when that is the image
+    they were read from (a plain copy is ~3x cheaper than rebuilding it from the array)."""
+    if same is None:
+        return Image.fromarray(pixels)
+    image = same.copy()
+    image.info = {}  # as fromarray would give: no file metadata
+    return image
 
 
 def compare_files(

@@ -152,11 +152,13 @@ def _edit_score(out_rgb: Array, tgt_rgb: Array, native_width: int | None = None)
     o = resize(out_rgb, ws)
     t = resize(tgt_rgb, ws)
     sigma = max(1.0, EDIT_BLUR_NATIVE * ws[0] / (native_width or w))
-    d = lab(o) - lab(t)
-    dl = cv2.GaussianBlur(d[:, :, 0], (0, 0), sigma)
-    dab = cv2.GaussianBlur(d[:, :, 1:], (0, 0), sigma * EDIT_CHROMA_BLUR)
-    sq = dab * dab
-    de = np.sqrt(dl * dl + (sq[:, :, 0] + sq[:, :, 1]))  # no numpy reduction over 2 values
+    # Each channel blurred on its own plane: OpenCV's two-channel float blur is ~4x slower
+    # than two one-channel ones (which differ from it by rounding, ~1e-7 relative).
+    dl, da, db = cv2.split(lab(o) - lab(t))
+    dl = cv2.GaussianBlur(dl, (0, 0), sigma)
+    da = cv2.GaussianBlur(da, (0, 0), sigma * EDIT_CHROMA_BLUR)
+    db = cv2.GaussianBlur(db, (0, 0), sigma * EDIT_CHROMA_BLUR)
+    de = np.sqrt(dl * dl + (da * da + db * db))
     # Structure term catches texture changes that keep the mean colour.
     s = ssim_map(cv2.GaussianBlur(o, (0, 0), 1.0), cv2.GaussianBlur(t, (0, 0), 1.0))
     score: Array = np.maximum(de / EDIT_DE_UNIT, (1.0 - s) / EDIT_SSIM_UNIT).astype(np.float32)
@@ -295,9 +297,12 @@ def _mean_off(m: Array, excluded: Array) -> float | None:
     if h > 2 * r and w > 2 * r:
         keep[:r] = keep[-r:] = False
         keep[:, :r] = keep[:, -r:] = False
-    if keep.sum() < max(16, 0.005 * h * w):
+    if np.count_nonzero(keep) < max(16, 0.005 * h * w):
         return None
-    return float(m[keep].mean(dtype=np.float64))
+    # OpenCV sums the kept pixels in double precision in place, where m[keep] would
+    # first copy them out (the same mean to ~1e-12).
+    mean: float = cv2.mean(m.astype(np.float32, copy=False), mask=keep.view(np.uint8))[0]
+    return float(mean)
 
 
 def phash(image: ImageLike) -> int:

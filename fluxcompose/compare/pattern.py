@@ -241,6 +241,7 @@ def locate_pattern(
     layer: PrintLayer | None = None,
     region: Sequence[float] | None = None,
     model: PatternModel | None = None,
+    luma: Array | None = None,
 ) -> dict[str, Any]:
     """Find ``pattern`` in ``output`` by SIFT, Lowe's ratio test and a RANSAC homography,
     the pattern matched at each size of its pyramid and the best fit (most inliers) kept.
@@ -257,7 +258,8 @@ def locate_pattern(
     normalised 0..1; ``width_fraction`` = x1 - x0; ``center_offset`` = ``[dx, dy]`` from
     the image centre to the box centre in units of the image's width and height
     (-0.5..0.5). When not found, all but ``found`` and ``inliers`` are None. ``layer``
-    and ``model`` reuse a :func:`pattern_layer` / :func:`pattern_model` already computed.
+    and ``model`` reuse a :func:`pattern_layer` / :func:`pattern_model` already computed;
+    ``luma``, the output's :func:`~.imaging.luma` (same size), its luminance.
     """
     scene_rgb = output if isinstance(output, np.ndarray) else rgb_array(output)
     if model is None:
@@ -266,7 +268,8 @@ def locate_pattern(
     rx0, ry0, rx1, ry1 = _pixel_region(region, sw, sh)
     full = _scene_scale((sw, sh), (rx1 - rx0, ry1 - ry0))
     quick = min(full, SCENE_QUICK_SIDE / max(rx1 - rx0, ry1 - ry0))
-    grey = gray8(scene_rgb[ry0:ry1, rx0:rx1])
+    crop = scene_rgb if luma is None else luma  # luminance is per pixel: crop either
+    grey = gray8(crop[ry0:ry1, rx0:rx1])
     best: tuple[int, Array, _Level, tuple[int, int]] | None = None
     seen = 0
     # A quick look first, at a long side of SCENE_QUICK_SIDE: a large print is plain

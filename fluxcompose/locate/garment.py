@@ -333,11 +333,13 @@ def norm_box(box: tuple[float, float, float, float], W: float, H: float) -> Box:
 
 
 def mask_box(mask: Mask) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
+    """The box of the True pixels of ``mask``, normalised; None when there are none."""
+    ys = np.flatnonzero(mask.any(axis=1))  # rows and columns, not every pixel's index
+    if not len(ys):
         return None
+    xs = np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
-    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+    return (xs[0] / w, ys[0] / h, (xs[-1] + 1) / w, (ys[-1] + 1) / h)
 
 
 def not_found(reason: str) -> Subject:
