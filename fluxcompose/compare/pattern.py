@@ -178,25 +178,77 @@ def _scene_scale(full: tuple[int, int], crop: tuple[int, int]) -> float:
     return s
 
 
+def _integral_bytes(des: Array) -> bool:
+    """Whether descriptors are float32 holding whole numbers 0..255, as OpenCV's SIFT
+    stores them (its descriptor is rounded to bytes)."""
+    return bool(
+        des.dtype == np.float32
+        and des.size
+        and float(des.min()) >= 0.0
+        and float(des.max()) <= 255.0
+        and np.array_equal(des, np.rint(des))
+    )
+
+
+def _nearest_two(query: Array, train: Array) -> tuple[Array, Array, Array]:
+    """For each query descriptor, the nearest train descriptor's index and its L2
+    distance, and the second-nearest distance; exactly what cv2.BFMatcher(NORM_L2)
+    .knnMatch(query, train, k=2) gives for byte-valued float descriptors (at least two
+    train descriptors), from one matrix product instead of a loop over the pairs.
+
+    Exact, not approximate: with whole numbers 0..255 in 128 (or fewer) dimensions every
+    squared distance, dot product and squared norm is a whole number below 2**24, so
+    float32 holds each of them, and every partial sum, exactly, in any order of
+    summation; the distances are then the same float32 square roots OpenCV takes. Ties
+    go to the lower train index, as OpenCV keeps the first of equal distances.
+    """
+    # OpenCV's product (its own threads, as set by cv2.setNumThreads), not numpy's: a
+    # multi-threaded BLAS would spend more CPU than it saves on a product this small.
+    dots = cv2.gemm(query, train, 1.0, np.empty((0, 0), np.float32), 0.0, flags=cv2.GEMM_2_T)
+    sq = (query * query).sum(axis=1)[:, None] + (train * train).sum(axis=1)[None, :]
+    dist = np.sqrt(sq - 2.0 * dots)  # stays float32 (a Python float scalar is weak)
+    rows = np.arange(len(query))
+    first = np.argmin(dist, axis=1)
+    d0 = dist[rows, first]
+    dist[rows, first] = np.inf
+    return first, d0, dist.min(axis=1)
+
+
 def _match(level: _Level, scene_pts: Array, scene_des: Array, norm: int) -> tuple[Array, int]:
     """Homography (3 x 3, level pixels to scene pixels) of the best RANSAC fit, and its
     inlier count; (None-like empty array, count) when there is none."""
     if level.descriptors is None or len(level.points) < 2:
         return np.empty(0), 0
-    matcher = cv2.BFMatcher(norm)
     # Lowe's ratio test, then one pattern point per scene point: many pattern points
     # piling onto one scene point is how degenerate (collapsed) homographies arise.
-    best: dict[int, Any] = {}
-    for m in matcher.knnMatch(level.descriptors, scene_des, k=2):
-        if len(m) == 2 and m[0].distance < RATIO_TEST * m[1].distance:
-            prev = best.get(m[0].trainIdx)
-            if prev is None or m[0].distance < prev.distance:
-                best[m[0].trainIdx] = m[0]
-    good = list(best.values())
-    if len(good) < 4:
+    # ``best``: scene index -> (pattern index, distance), in the order first claimed.
+    best: dict[int, tuple[int, float]] = {}
+    des = level.descriptors
+    if (
+        norm == cv2.NORM_L2
+        and len(scene_des) >= 2
+        and des.shape[1] <= 128
+        and _integral_bytes(des)
+        and _integral_bytes(scene_des)
+    ):
+        nearest, d0, d1 = _nearest_two(des, scene_des)
+        # The ratio test in double precision, as on the matches' Python floats.
+        passed = d0.astype(np.float64) < RATIO_TEST * d1.astype(np.float64)
+        for q in np.flatnonzero(passed).tolist():
+            t, d = int(nearest[q]), float(d0[q])
+            prev = best.get(t)
+            if prev is None or d < prev[1]:
+                best[t] = (q, d)
+    else:
+        for m in cv2.BFMatcher(norm).knnMatch(des, scene_des, k=2):
+            if len(m) == 2 and m[0].distance < RATIO_TEST * m[1].distance:
+                prev = best.get(m[0].trainIdx)
+                if prev is None or m[0].distance < prev[1]:
+                    best[m[0].trainIdx] = (m[0].queryIdx, m[0].distance)
+    if len(best) < 4:
         return np.empty(0), 0
-    src = level.points[[m.queryIdx for m in good]].reshape(-1, 1, 2)
-    dst = scene_pts[[m.trainIdx for m in good]].reshape(-1, 1, 2)
+    src = level.points[[q for q, _ in best.values()]].reshape(-1, 1, 2)
+    dst = scene_pts[list(best)].reshape(-1, 1, 2)
     H, mask = cv2.findHomography(
         src, dst, cv2.RANSAC, RANSAC_REPROJ, maxIters=2000, confidence=0.995
     )

@@ -51,7 +51,7 @@ def lab_stats_distance(a: ImageLike, b: ImageLike) -> float:
 
 TEXTURE_WORK_SIDE = 320  # long side for the texture statistics
 TEXTURE_SCALES = 3  # octaves: the working size, 1/2 and 1/4 of it
-TEXTURE_BINS = 8  # gradient orientation bins over 0..180 degrees
+TEXTURE_BINS = 8  # gradient orientation bins over 0..180 degrees (a power of 2)
 TEXTURE_WINDOW = 4.0  # sigma (pixels) of the local mean and contrast
 TEXTURE_CONTRAST_FLOOR = 0.2  # x the image's luminance std: keeps flat areas from exploding
 TEXTURE_MARGIN = 0.15  # the output must be this much (relative) closer in texture
@@ -120,7 +120,7 @@ def _orientation_bins(gx: Array, gy: Array) -> Array:
     formula itself for the few gradients within ANGLE_SLACK of a bin's edge, where the
     two could disagree. So the bins are exactly the formula's."""
     turns = cv2.phase(gx, gy) * np.float32(TEXTURE_BINS / np.pi)  # 0..2 * TEXTURE_BINS
-    bins = turns.astype(np.int64) % TEXTURE_BINS
+    bins = turns.astype(np.int32) & (TEXTURE_BINS - 1)  # mod 8 of 0..16, as an AND
     edge = np.abs(turns - np.rint(turns)) < ANGLE_SLACK
     if edge.any():
         ang = np.mod(np.arctan2(gy[edge], gx[edge]), np.pi)
