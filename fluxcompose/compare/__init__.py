@@ -10,11 +10,13 @@ Every box is ``[x0, y0, x1, y1]`` normalised 0..1 in the frame of the *aligned* 
 which is the target's frame (the output cut back to the target's cell when it kept the
 canvas layout, then resized to the target's size).
 
-Cost (bench/compare.py: 0.09-0.18 s of one core per 1 MP output, chest given): SSIM at the
-target's size capped to ~1 MP; the edit mask, style statistics and pHash on one 320-pixel
-copy of output and target; the print looked for only where the output changed, at its
-own resolution (a quick look at 640 pixels first); the pattern's and the style source's
-features computed once and kept by content hash.
+Cost (bench/compare.py, one core per 1 MP output: 0.11-0.20 s with the chest given,
+~0.22 s with the subject located and a style source; the pose model and SIFT are about
+half of it): SSIM at the target's size capped to ~1 MP, in bands of rows; the edit mask,
+style statistics and pHash on one 320-pixel copy of output and target; the print looked
+for only where the output changed, at its own resolution (a quick look at 640 pixels
+first); the pattern's and the style source's features (and pHash) computed once and kept
+by content hash.
 
 The package, from the bottom up (each module imports only those above it in this list):
 
@@ -77,6 +79,7 @@ from .style import (
     lab_stats,
     lab_stats_distance,
     style_metric,
+    style_source,
     texture_distance,
     texture_features,
 )
@@ -171,7 +174,8 @@ def compare(
     cut, cut_info = cut_output(out_img, tgt_img, composite, target_index)
     # Compare at the target's size, capped to ~1 MP so a huge source costs no more.
     work = fit_area(tgt_img.width, tgt_img.height, MAX_WORK_PIXELS)
-    tgt = resize(np.asarray(tgt_img, dtype=np.uint8), work)
+    tgt_rgb = np.asarray(tgt_img, dtype=np.uint8)
+    tgt = resize(tgt_rgb, work)
     cut_rgb = np.asarray(cut, dtype=np.uint8)  # read only: shared with the print search
     out = resize(cut_rgb, work)
 
@@ -179,7 +183,9 @@ def compare(
         subject = locate(tgt, subject_box=box)
     gmask = subject.garment_mask(work) if subject.found else None
 
-    ssim_value, smap = ssim(out, tgt, full=True)
+    # Luminance once: SSIM's, and the print search's when it searches this same array.
+    out_y = luma(out)
+    ssim_value, smap = ssim(out_y, luma(tgt), full=True)
     # One small copy of each for the edit mask, the style statistics and the hash.
     small = fit_side(work[0], work[1], EDIT_WORK_SIDE)
     out_small, tgt_small = resize(out, small), resize(tgt, small)
@@ -201,10 +207,12 @@ def compare(
         },
     }
     warnings: list[str] = []
+    known: dict[str, tuple[Image.Image, int]] = {}  # the sources' pHashes kept by content
     if pat_img is not None:
         # Match in the cut output at its own resolution (no up/down round trip).
         pat = np.asarray(pat_img, dtype=np.uint8)
         model = pattern_model(pat)
+        known["pattern"] = (pat_img, model.phash)
         layer = model.layer
         found = find_print(
             cut_rgb,
@@ -214,6 +222,7 @@ def compare(
             chest_box=subject.chest_box if subject.found else None,
             layer=layer,
             model=model,
+            luma=out_y if out is cut_rgb else None,
         )
         x0, y0, x1, y1 = layer.box
         metrics["pattern"] = relate_pattern(
@@ -229,7 +238,9 @@ def compare(
         if warning:
             warnings.append(warning)
     if sty_img is not None:
-        metrics["style"] = style_metric(out_small, tgt_small, sty_img)
+        source = style_source(np.asarray(sty_img, dtype=np.uint8))
+        known["style"] = (sty_img, source.phash)
+        metrics["style"] = style_metric(out_small, tgt_small, sty_img, source=source)
 
     named: dict[str, ImageLike] = {}
     for name, img in (sources or {}).items():
@@ -240,18 +251,32 @@ def compare(
     if sty_img is not None:
         named.setdefault("style", sty_img)
     h_out = phash(out_small)
-    metrics["phash"] = {name: hamming(h_out, phash(img)) for name, img in named.items()}
+    hashes = {
+        name: known[name][1] if name in known and known[name][0] is img else phash(img)
+        for name, img in named.items()
+    }
+    metrics["phash"] = {name: hamming(h_out, h) for name, h in hashes.items()}
 
     result = evaluate_checks(metrics, checks)
     return CompareReport(
         metrics=metrics,
         checks=result["checks"],
         passed=result["passed"],
-        aligned_output=Image.fromarray(out),
-        aligned_target=Image.fromarray(tgt),
+        aligned_output=_image(out, cut if out is cut_rgb else None),
+        aligned_target=_image(tgt, tgt_img if tgt is tgt_rgb else None),
         subject=subject,
         warnings=warnings,
     )
+
+
+def _image(pixels: np.ndarray[Any, Any], same: Image.Image | None) -> Image.Image:
+    """``pixels`` (uint8 RGB) as a new PIL image: a copy of ``same`` when that is the image
+    they were read from (a plain copy is ~3x cheaper than rebuilding it from the array)."""
+    if same is None:
+        return Image.fromarray(pixels)
+    image = same.copy()
+    image.info = {}  # as fromarray would give: no file metadata
+    return image
 
 
 def compare_files(

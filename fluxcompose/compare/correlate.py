@@ -26,7 +26,7 @@ import numpy as np
 
 from ..prints import PrintLayer
 from .imaging import Array, lab, resize
-from .pattern import not_found, pattern_layer, pattern_result
+from .pattern import PatternModel, not_found, pattern_layer, pattern_result
 
 __all__ = ["CORR_MIN_SCORE", "correlate_pattern"]
 
@@ -74,6 +74,23 @@ def _design(layer: PrintLayer) -> _Design:
         return _Design(weighted, None)
     weighted[~inside] = weighted[inside].mean(axis=0)
     return _Design(weighted, inside.astype(np.float32))
+
+
+def _design_of(layer: PrintLayer, model: PatternModel | None) -> tuple[_Design, float]:
+    """The layer's :func:`_design` and its :func:`_contrast`, kept with ``model`` (the
+    pattern's, computed once per pattern) when ``layer`` is the model's own."""
+    if model is None or layer is not model.layer:
+        design = _design(layer)
+        return design, _contrast(design)
+    kept: tuple[_Design, float] | None = model.derived.get(_DESIGN_KEY)
+    if kept is None:
+        design = _design(layer)
+        kept = (design, _contrast(design))
+        model.derived[_DESIGN_KEY] = kept
+    return kept
+
+
+_DESIGN_KEY = "correlate.design"
 
 
 def _contrast(design: _Design) -> float:
@@ -225,6 +242,7 @@ def correlate_pattern(
     region: Sequence[float],
     layer: PrintLayer | None = None,
     changed: Array | None = None,
+    model: PatternModel | None = None,
 ) -> dict[str, Any]:
     """Find the pattern's design in ``output`` (uint8 RGB) by its colours, searching
     ``region`` (normalised): coarse to fine, every size at a long side of
@@ -236,11 +254,12 @@ def correlate_pattern(
     garment's edge) is judged by what it painted. A
     :func:`~.pattern.locate_pattern`-shaped result with ``method`` "colour" and
     ``score`` (the best correlation, -1..1); found when the score reaches
-    CORR_MIN_SCORE. ``inliers`` is 0: no features were matched."""
+    CORR_MIN_SCORE. ``inliers`` is 0: no features were matched. ``model``: the pattern's
+    :func:`~.pattern.pattern_model`, which keeps the design's colours across calls."""
     if layer is None:
-        layer = pattern_layer(pattern)
-    design = _design(layer)
-    if _contrast(design) < CORR_MIN_CONTRAST:
+        layer = model.layer if model is not None else pattern_layer(pattern)
+    design, contrast = _design_of(layer, model)
+    if contrast < CORR_MIN_CONTRAST:
         # One colour, or one smooth ramp: any flat or evenly shaded patch (a studio
         # backdrop, a plain shirt's light) correlates with it, so it proves nothing.
         return not_found(method="colour")

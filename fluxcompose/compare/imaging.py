@@ -41,6 +41,8 @@ __all__ = [
 Array = npt.NDArray[Any]
 ImageLike = Image.Image | str | os.PathLike[str] | Array
 
+LUMA_ROWS = 64  # rows converted to luminance at a time
+
 
 def to_pil(image: ImageLike) -> Image.Image:
     """Any accepted image input as a PIL RGB image: a path or URL through
@@ -74,8 +76,17 @@ def luma(image: ImageLike) -> Array:
     """ITU-R BT.601 luminance as float32 in 0..255 (2-D arrays pass through as float32)."""
     if isinstance(image, np.ndarray) and image.ndim == 2:
         return image.astype(np.float32, copy=False)
-    # OpenCV's float RGB2GRAY uses exactly 0.299, 0.587, 0.114 (and is ~3x faster than numpy).
-    grey: Array = cv2.cvtColor(rgb_array(image).astype(np.float32), cv2.COLOR_RGB2GRAY)
+    # OpenCV's float RGB2GRAY uses exactly 0.299, 0.587, 0.114 (and is ~3x faster than numpy),
+    # converted LUMA_ROWS rows at a time through one small float buffer: per pixel the same,
+    # without a float copy of the whole image (12 MB at 1 MP).
+    rgb = rgb_array(image)
+    h, w = rgb.shape[:2]
+    grey: Array = np.empty((h, w), np.float32)
+    buf = np.empty((min(h, LUMA_ROWS), w, 3), np.float32)
+    for top in range(0, h, LUMA_ROWS):
+        rows = buf[: min(h, top + LUMA_ROWS) - top]
+        np.copyto(rows, rgb[top : top + len(rows)], casting="unsafe")
+        cv2.cvtColor(rows, cv2.COLOR_RGB2GRAY, dst=grey[top : top + len(rows)])
     return grey
 
 
@@ -118,7 +129,9 @@ def fit_area(width: int, height: int, pixels: int) -> tuple[int, int]:
 
 def lab(rgb: Array) -> Array:
     """float32 Lab (L 0..100) of a uint8 RGB array."""
-    out: Array = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    scaled = rgb.astype(np.float32)
+    scaled /= 255.0
+    out: Array = cv2.cvtColor(scaled, cv2.COLOR_RGB2Lab)
     return out
 
 

@@ -14,7 +14,7 @@ regions are normalised the same way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import cv2
@@ -22,6 +22,7 @@ import numpy as np
 
 from ..prints import PrintLayer, print_layer
 from .imaging import Array, ContentCache, ImageLike, fit_side, gray8, resize, rgb_array
+from .metrics import phash
 
 __all__ = [
     "MIN_INLIERS",
@@ -118,11 +119,15 @@ class _Level:
 class PatternModel:
     """What matching needs of a pattern, computed once: its design (:func:`pattern_layer`)
     and its features at each pyramid level (largest first). ``detector`` names the
-    feature type ("SIFT" or "ORB")."""
+    feature type ("SIFT" or "ORB"); ``phash`` is the pattern's :func:`~.metrics.phash`.
+    ``derived`` holds what the modules below derive from the model (the colour search's
+    design), kept with it: computed on first use, by key."""
 
     layer: PrintLayer
     levels: tuple[_Level, ...]
     detector: str
+    phash: int = 0
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 _MODELS: ContentCache[PatternModel] = ContentCache(CACHE_SIZE)
@@ -147,7 +152,7 @@ def pattern_model(pattern: ImageLike, layer: PrintLayer | None = None) -> Patter
             kps, des = det.detectAndCompute(resize(grey, size), None)
             pts = np.array([k.pt for k in kps], dtype=np.float32).reshape(-1, 2)
             levels.append(_Level(size, pts, des))
-        return PatternModel(layer or pattern_layer(top), tuple(levels), kind)
+        return PatternModel(layer or pattern_layer(top), tuple(levels), kind, phash(rgb))
 
     return _MODELS.get(rgb, kind, build)
 
@@ -173,25 +178,77 @@ def _scene_scale(full: tuple[int, int], crop: tuple[int, int]) -> float:
     return s
 
 
+def _integral_bytes(des: Array) -> bool:
+    """Whether descriptors are float32 holding whole numbers 0..255, as OpenCV's SIFT
+    stores them (its descriptor is rounded to bytes)."""
+    return bool(
+        des.dtype == np.float32
+        and des.size
+        and float(des.min()) >= 0.0
+        and float(des.max()) <= 255.0
+        and np.array_equal(des, np.rint(des))
+    )
+
+
+def _nearest_two(query: Array, train: Array) -> tuple[Array, Array, Array]:
+    """For each query descriptor, the nearest train descriptor's index and its L2
+    distance, and the second-nearest distance; exactly what cv2.BFMatcher(NORM_L2)
+    .knnMatch(query, train, k=2) gives for byte-valued float descriptors (at least two
+    train descriptors), from one matrix product instead of a loop over the pairs.
+
+    Exact, not approximate: with whole numbers 0..255 in 128 (or fewer) dimensions every
+    squared distance, dot product and squared norm is a whole number below 2**24, so
+    float32 holds each of them, and every partial sum, exactly, in any order of
+    summation; the distances are then the same float32 square roots OpenCV takes. Ties
+    go to the lower train index, as OpenCV keeps the first of equal distances.
+    """
+    # OpenCV's product (its own threads, as set by cv2.setNumThreads), not numpy's: a
+    # multi-threaded BLAS would spend more CPU than it saves on a product this small.
+    dots = cv2.gemm(query, train, 1.0, np.empty((0, 0), np.float32), 0.0, flags=cv2.GEMM_2_T)
+    sq = (query * query).sum(axis=1)[:, None] + (train * train).sum(axis=1)[None, :]
+    dist = np.sqrt(sq - 2.0 * dots)  # stays float32 (a Python float scalar is weak)
+    rows = np.arange(len(query))
+    first = np.argmin(dist, axis=1)
+    d0 = dist[rows, first]
+    dist[rows, first] = np.inf
+    return first, d0, dist.min(axis=1)
+
+
 def _match(level: _Level, scene_pts: Array, scene_des: Array, norm: int) -> tuple[Array, int]:
     """Homography (3 x 3, level pixels to scene pixels) of the best RANSAC fit, and its
     inlier count; (None-like empty array, count) when there is none."""
     if level.descriptors is None or len(level.points) < 2:
         return np.empty(0), 0
-    matcher = cv2.BFMatcher(norm)
     # Lowe's ratio test, then one pattern point per scene point: many pattern points
     # piling onto one scene point is how degenerate (collapsed) homographies arise.
-    best: dict[int, Any] = {}
-    for m in matcher.knnMatch(level.descriptors, scene_des, k=2):
-        if len(m) == 2 and m[0].distance < RATIO_TEST * m[1].distance:
-            prev = best.get(m[0].trainIdx)
-            if prev is None or m[0].distance < prev.distance:
-                best[m[0].trainIdx] = m[0]
-    good = list(best.values())
-    if len(good) < 4:
+    # ``best``: scene index -> (pattern index, distance), in the order first claimed.
+    best: dict[int, tuple[int, float]] = {}
+    des = level.descriptors
+    if (
+        norm == cv2.NORM_L2
+        and len(scene_des) >= 2
+        and des.shape[1] <= 128
+        and _integral_bytes(des)
+        and _integral_bytes(scene_des)
+    ):
+        nearest, d0, d1 = _nearest_two(des, scene_des)
+        # The ratio test in double precision, as on the matches' Python floats.
+        passed = d0.astype(np.float64) < RATIO_TEST * d1.astype(np.float64)
+        for q in np.flatnonzero(passed).tolist():
+            t, d = int(nearest[q]), float(d0[q])
+            prev = best.get(t)
+            if prev is None or d < prev[1]:
+                best[t] = (q, d)
+    else:
+        for m in cv2.BFMatcher(norm).knnMatch(des, scene_des, k=2):
+            if len(m) == 2 and m[0].distance < RATIO_TEST * m[1].distance:
+                prev = best.get(m[0].trainIdx)
+                if prev is None or m[0].distance < prev[1]:
+                    best[m[0].trainIdx] = (m[0].queryIdx, m[0].distance)
+    if len(best) < 4:
         return np.empty(0), 0
-    src = level.points[[m.queryIdx for m in good]].reshape(-1, 1, 2)
-    dst = scene_pts[[m.trainIdx for m in good]].reshape(-1, 1, 2)
+    src = level.points[[q for q, _ in best.values()]].reshape(-1, 1, 2)
+    dst = scene_pts[list(best)].reshape(-1, 1, 2)
     H, mask = cv2.findHomography(
         src, dst, cv2.RANSAC, RANSAC_REPROJ, maxIters=2000, confidence=0.995
     )
@@ -236,6 +293,7 @@ def locate_pattern(
     layer: PrintLayer | None = None,
     region: Sequence[float] | None = None,
     model: PatternModel | None = None,
+    luma: Array | None = None,
 ) -> dict[str, Any]:
     """Find ``pattern`` in ``output`` by SIFT, Lowe's ratio test and a RANSAC homography,
     the pattern matched at each size of its pyramid and the best fit (most inliers) kept.
@@ -252,7 +310,8 @@ def locate_pattern(
     normalised 0..1; ``width_fraction`` = x1 - x0; ``center_offset`` = ``[dx, dy]`` from
     the image centre to the box centre in units of the image's width and height
     (-0.5..0.5). When not found, all but ``found`` and ``inliers`` are None. ``layer``
-    and ``model`` reuse a :func:`pattern_layer` / :func:`pattern_model` already computed.
+    and ``model`` reuse a :func:`pattern_layer` / :func:`pattern_model` already computed;
+    ``luma``, the output's :func:`~.imaging.luma` (same size), its luminance.
     """
     scene_rgb = output if isinstance(output, np.ndarray) else rgb_array(output)
     if model is None:
@@ -261,7 +320,8 @@ def locate_pattern(
     rx0, ry0, rx1, ry1 = _pixel_region(region, sw, sh)
     full = _scene_scale((sw, sh), (rx1 - rx0, ry1 - ry0))
     quick = min(full, SCENE_QUICK_SIDE / max(rx1 - rx0, ry1 - ry0))
-    grey = gray8(scene_rgb[ry0:ry1, rx0:rx1])
+    crop = scene_rgb if luma is None else luma  # luminance is per pixel: crop either
+    grey = gray8(crop[ry0:ry1, rx0:rx1])
     best: tuple[int, Array, _Level, tuple[int, int]] | None = None
     seen = 0
     # A quick look first, at a long side of SCENE_QUICK_SIDE: a large print is plain

@@ -96,6 +96,7 @@ def find_print(
     chest_box: Sequence[float] | None = None,
     layer: PrintLayer | None = None,
     model: PatternModel | None = None,
+    luma: Array | None = None,
 ) -> dict[str, Any]:
     """The transferred print in ``output`` (uint8 RGB at its own resolution): a
     :func:`~.pattern.locate_pattern` result (``method`` "features" or "colour"), not
@@ -103,17 +104,20 @@ def find_print(
     CHANGED_MIN_SHARE) where the output equals the target (``reason`` says which).
 
     ``changed`` is the edit mask (any size, True where the output differs from the
-    target), ``changed_box`` its box; ``chest_box`` the subject's, when known.
+    target), ``changed_box`` its box; ``chest_box`` the subject's, when known; ``luma``
+    the output's luminance when the caller has it (:func:`~.pattern.locate_pattern`).
     """
     region = search_region(changed_box, chest_box)
     if region is None:
         return not_found(reason=UNCHANGED_REASON)
-    found = locate_pattern(output, pattern, layer=layer, region=region, model=model)
+    found = locate_pattern(output, pattern, layer=layer, region=region, model=model, luma=luma)
     if found["found"] and changed_share(found["corners"], changed) < CHANGED_MIN_SHARE:
         found = not_found(found["inliers"], method=found["method"], reason=STATIC_REASON)
     if found["found"]:
         return found
-    by_colour = correlate_pattern(output, pattern, region=region, layer=layer, changed=changed)
+    by_colour = correlate_pattern(
+        output, pattern, region=region, layer=layer, changed=changed, model=model
+    )
     if by_colour["found"] and changed_share(by_colour["corners"], changed) >= CHANGED_MIN_SHARE:
         by_colour["inliers"] = found["inliers"]
         return by_colour

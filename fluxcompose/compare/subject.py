@@ -47,21 +47,40 @@ def print_on_mask(
     src = np.array([[0, 0], [aw, 0], [aw, ah], [0, ah]], dtype=np.float32) - 0.5
     dst = np.asarray(corners, dtype=np.float64) * np.array([w, h], dtype=np.float64) - 0.5
     dst = dst.astype(np.float32)
-    warp = cv2.getPerspectiveTransform(src, dst)
-    seen = cv2.warpPerspective(alpha, warp, (w, h), flags=cv2.INTER_LINEAR, borderValue=0) >= 0.5
+    # Only the print's bounding box (and a pixel around it) can be on it: the warp, the
+    # changed pixels and the counts are taken there, not over the whole frame.
+    x0, y0 = (max(0, int(np.floor(v)) - 1) for v in dst.min(axis=0))
+    x1 = min(w, int(np.ceil(dst[:, 0].max())) + 2)
+    y1 = min(h, int(np.ceil(dst[:, 1].max())) + 2)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    warp = cv2.getPerspectiveTransform(src, dst - np.array([x0, y0], np.float32))
+    size = (x1 - x0, y1 - y0)
+    seen = cv2.warpPerspective(alpha, warp, size, flags=cv2.INTER_LINEAR, borderValue=0) >= 0.5
     total = int(np.count_nonzero(seen))
     if total == 0:
         return None
     if changed is not None:
-        if changed.shape != (h, w):
-            changed = (
-                cv2.resize(changed.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-            )
-        painted = seen & changed
+        painted = seen & _window(changed, (w, h), (x0, y0, x1, y1))
         if np.count_nonzero(painted) >= PRINT_CHANGED_SHARE * total:
             seen = painted
             total = int(np.count_nonzero(seen))
-    return float(np.count_nonzero(seen & mask) / total)
+    return float(np.count_nonzero(seen & mask[y0:y1, x0:x1]) / total)
+
+
+def _window(mask: Array, size: tuple[int, int], box: tuple[int, int, int, int]) -> Array:
+    """``box`` (x0, y0, x1, y1 pixels of a ``size`` = (w, h) frame) of boolean ``mask``
+    resized to that frame by nearest neighbour, as cv2.resize's INTER_NEAREST picks:
+    source index ``floor(i * src / dst)``, without resizing the rest of it."""
+    w, h = size
+    mh, mw = mask.shape
+    x0, y0, x1, y1 = box
+    if (mh, mw) == (h, w):
+        return mask[y0:y1, x0:x1]
+    cols = np.minimum(np.floor(np.arange(x0, x1) * (1.0 / (w / mw))).astype(np.intp), mw - 1)
+    rows = np.minimum(np.floor(np.arange(y0, y1) * (1.0 / (h / mh))).astype(np.intp), mh - 1)
+    out: Array = mask[rows[:, None], cols[None, :]]
+    return out
 
 
 def relate_pattern(

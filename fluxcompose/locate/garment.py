@@ -98,8 +98,11 @@ def skin_generic(ycrcb: Array) -> Mask:
 def chroma(rgb: Array) -> tuple[Array, Array, Array]:
     """Shading-invariant chromaticity r = R/S, g = G/S, and the brightness S = R+G+B (0..765)."""
     f = rgb.astype(np.float32)
-    s = f.sum(axis=-1) + 1.0
-    return f[..., 0] / s, f[..., 1] / s, s
+    r, g = f[..., 0], f[..., 1]
+    s = r + g  # summed as ``f.sum(axis=-1)`` would, without a reduction over 3 values
+    s += f[..., 2]
+    s += 1.0
+    return r / s, g / s, s
 
 
 SKIN_SATURATION = 0.45
@@ -141,31 +144,32 @@ def central_runs(
     mask: Mask, cx: int, bridge: int = 0
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """For each row, the [left, right) of the run of True containing column ``cx``
-    (or the nearest run within a few pixels); (-1, -1) where there is none. Gaps of at most
-    ``bridge`` pixels inside a row (a shirt's V between a jacket's lapels) are bridged."""
+    (or the nearest run within a few pixels, the left one on a tie); (-1, -1) where there
+    is none. Gaps of at most ``bridge`` pixels inside a row (a shirt's V between a
+    jacket's lapels) are bridged."""
     import cv2
 
     if bridge > 0:
         k = np.ones((1, bridge + 1), np.uint8)
         mask = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, k).astype(bool)
     h, w = mask.shape
-    left = np.full(h, -1, np.int64)
-    right = np.full(h, -1, np.int64)
     cx = int(np.clip(cx, 0, w - 1))
     tol = max(2, w // 40)
-    for r in range(h):
-        row = mask[r]
-        c = cx
-        if not row[c]:
-            near = np.flatnonzero(row[max(0, cx - tol) : cx + tol + 1])
-            if not len(near):
-                continue
-            c = max(0, cx - tol) + int(near[np.argmin(np.abs(near + max(0, cx - tol) - cx))])
-        off = np.flatnonzero(~row[:c])
-        lo = int(off[-1]) + 1 if len(off) else 0
-        off = np.flatnonzero(~row[c:])
-        hi = c + int(off[0]) if len(off) else w
-        left[r], right[r] = lo, hi
+    # Every row at once: the True pixel nearest cx in the window (cx itself when set) ...
+    lo, hi = max(0, cx - tol), min(w, cx + tol + 1)
+    window = mask[:, lo:hi]
+    dist = np.where(window, np.abs(np.arange(lo, hi) - cx), w + 1)
+    c = lo + np.argmin(dist, axis=1)  # the first of equals: the left one
+    rows = np.flatnonzero(window.any(axis=1))
+    c = c[rows]
+    # ... and the run around it: the last False before it, the first False after it.
+    cols = np.arange(w)
+    last_off = np.maximum.accumulate(np.where(mask[rows], -1, cols), axis=1)
+    next_off = np.minimum.accumulate(np.where(mask[rows], w, cols)[:, ::-1], axis=1)[:, ::-1]
+    left = np.full(h, -1, np.int64)
+    right = np.full(h, -1, np.int64)
+    left[rows] = last_off[np.arange(len(rows)), c] + 1
+    right[rows] = next_off[np.arange(len(rows)), c]
     return left, right
 
 
@@ -210,15 +214,27 @@ def cut_at_hem(
     cv2.setRNGSeed(GRABCUT_SEED)
     _, _, centres = cv2.kmeans(core_px, 3, None, crit, 1, cv2.KMEANS_PP_CENTERS)
     centres = np.asarray(centres, np.float32)
-    d = np.linalg.norm(lab[:, :, None, :] - centres[None, None, :, :], axis=3)
     # Clusters closer than ``threshold`` are shades of one colour: one group.
     group = [0, 1, 2]
     for i in range(3):
         for j in range(i):
             if np.linalg.norm(centres[i] - centres[j]) <= threshold:
                 group = [group[j] if g == group[i] else g for g in group]
-    label = np.where(d.min(axis=2) <= threshold, np.asarray(group)[d.argmin(axis=2)], 3)
-    counts = np.stack([((label == b) & inner).sum(axis=1) for b in range(4)], axis=1)
+    # Only the inner pixels are counted, so only they are labelled: each by its nearest
+    # centre (the first of equals), "other" (3) beyond ``threshold`` of all of them.
+    ys, xs = np.nonzero(inner)
+    px = lab[ys, xs]
+    near = np.full(len(px), np.inf, np.float32)
+    label = np.zeros(len(px), np.int64)
+    for i, centre in enumerate(centres):
+        diff = px - centre
+        sq = diff * diff
+        dist = np.sqrt(sq[:, 0] + sq[:, 1] + sq[:, 2])
+        closer = dist < near
+        near[closer] = dist[closer]
+        label[closer] = group[i]
+    label[near > threshold] = 3
+    counts = np.bincount(ys * 4 + label, minlength=4 * h).reshape(h, 4)
     ref = counts[c0:c1].sum(axis=0).astype(np.float64)
     ref /= ref.sum()
     k = max(2, (c1 - c0) // 2)
@@ -317,11 +333,13 @@ def norm_box(box: tuple[float, float, float, float], W: float, H: float) -> Box:
 
 
 def mask_box(mask: Mask) -> Box | None:
-    ys, xs = np.nonzero(mask)
-    if not len(xs):
+    """The box of the True pixels of ``mask``, normalised; None when there are none."""
+    ys = np.flatnonzero(mask.any(axis=1))  # rows and columns, not every pixel's index
+    if not len(ys):
         return None
+    xs = np.flatnonzero(mask.any(axis=0))
     h, w = mask.shape
-    return (xs.min() / w, ys.min() / h, (xs.max() + 1) / w, (ys.max() + 1) / h)
+    return (xs[0] / w, ys[0] / h, (xs[-1] + 1) / w, (ys[-1] + 1) / h)
 
 
 def not_found(reason: str) -> Subject:
@@ -496,7 +514,10 @@ def skin_not_garment(lab: Array, skin: Mask, skin_lab: Array, garment_lab: Array
     """The pixels of ``skin`` (a skin-colour test's answer) that are nearer the person's skin
     colour ``skin_lab`` than the garment's own colour ``garment_lab`` (both OpenCV Lab): a
     pink, beige or tan shirt passes a skin test but stays garment."""
-    out: Mask = skin & (colour_distance(lab, skin_lab) < colour_distance(lab, garment_lab))
+    out: Mask = np.zeros(skin.shape, bool)
+    at = np.nonzero(skin)  # only the skin's pixels are compared
+    px = lab[at]
+    out[at] = colour_distance(px, skin_lab) < colour_distance(px, garment_lab)
     return out
 
 
