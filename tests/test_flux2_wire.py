@@ -428,6 +428,7 @@ def test_bfl_reply_without_cost_fields(fake_api: FakeAPI) -> None:
 
 # --------------------------------------------------------------------------- the wheel
 
+
 def test_wheel_ships_the_price_table(built_wheel: Path) -> None:
     """The built wheel carries the price table, as the code reads it."""
     repo = Path(__file__).resolve().parents[1]

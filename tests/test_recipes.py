@@ -589,6 +589,7 @@ def test_cli_show_unknown_raises_recipe_error() -> None:
 
 # --------------------------------------------------------------------------- the wheel
 
+
 def test_wheel_ships_the_builtin_recipes(tmp_path: Path, built_wheel: Path) -> None:
     """An installed copy of the built wheel finds the built-ins."""
     with zipfile.ZipFile(built_wheel) as zf:
