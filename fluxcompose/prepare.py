@@ -197,21 +197,24 @@ def _build_request(spec: JobSpec, settings: JobSettings, canvas: _Canvas) -> Gen
         first, mime = canvas.references[0][0], canvas.references[0][1]
         more = tuple((data, m) for data, m, _ in canvas.references[1:])
     request = GenerationRequest(
+        # What the job's options resolved to,
         prompt=settings.prompt,
         model=settings.model,
-        input_image=first,
-        input_mime=mime,
-        aspect_ratio=size.aspect_ratio,
         seed=settings.seed,
         safety_tolerance=settings.safety_tolerance,
         output_format=cast(OutputFormat, settings.output_format),
         prompt_upsampling=settings.prompt_upsampling,
-        context=context,
-        more_images=more,
-        width=size.width,
-        height=size.height,
         steps=settings.steps,
         guidance=settings.guidance,
+        # the images as encoded, and what the local backend needs to imitate the recipe,
+        input_image=first,
+        input_mime=mime,
+        more_images=more,
+        context=context,
+        # and the output's size as the model takes it.
+        aspect_ratio=size.aspect_ratio,
+        width=size.width,
+        height=size.height,
     )
     # The one check against what the API would refuse (image count, sizes, ranges, and
     # for FLUX.2 inputs plus output within 9 MP): ConfigError, nothing sent.
