@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import getpass
 import io
 import json
@@ -170,7 +171,7 @@ def review_cmd(
         if parsed:
             entries = [store.find(p.job) for p in parsed]  # every JOB known before any is written
             for p, entry in zip(parsed, entries, strict=True):
-                store.record(entry.key, p.verdict, p.reasons, note, who)
+                store.record(entry.key, dataclasses.replace(p, note=note, reviewer=who))
                 notice(
                     f"fluxcompose: {entry.key}: {p.verdict}"
                     + (f" ({', '.join(p.reasons)})" if p.reasons else "")

@@ -27,6 +27,7 @@ __all__ = [
     "REASON_NAMES",
     "Judged",
     "SetVerdict",
+    "Verdict",
     "agreement",
     "checks_verdict",
     "export_row",
@@ -101,12 +102,22 @@ def parse_reasons(text: str | Sequence[str]) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
-class SetVerdict:
-    """One ``--set JOB=approve|reject[:REASON,...]``."""
+class Verdict:
+    """A person's verdict to record on a job: ``approve`` or ``reject``, with reasons (names
+    from :data:`REASONS`; an approval keeps none), a note, and who gave it (None: the
+    store's reviewer)."""
 
-    job: str
     verdict: str
     reasons: tuple[str, ...] = ()
+    note: str | None = None
+    reviewer: str | None = None
+
+
+@dataclass(frozen=True)
+class SetVerdict(Verdict):
+    """One ``--set JOB=approve|reject[:REASON,...]``: a verdict and the JOB it is on."""
+
+    job: str = ""
 
 
 def parse_set(text: str) -> SetVerdict:
@@ -121,7 +132,7 @@ def parse_set(text: str) -> SetVerdict:
     parsed = parse_reasons(reasons)
     if parsed and verdict == "approve":
         raise InputError(f"--set {text!r}: reasons go with reject")
-    return SetVerdict(job.strip(), verdict, parsed)
+    return SetVerdict(verdict, parsed, job=job.strip())
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ from starlette.routing import Route
 
 from ..ab import refresh_approval
 from ..errors import InputError
-from .model import REASONS, agreement
+from .model import REASONS, Verdict, agreement
 from .store import ReviewStore, contained
 
 __all__ = ["RunningServer", "build_app", "is_loopback", "start_server"]
@@ -254,14 +254,13 @@ def build_app(store: ReviewStore, token: str) -> ASGIApp:
             reasons = data.get("reasons") or []
             if not isinstance(reasons, list):
                 raise InputError("reasons must be a list")
-            row = await _in_thread(
-                store.record,
-                str(data.get("key", "")),
+            given = Verdict(
                 verdict,
-                [str(r) for r in reasons],
+                tuple(str(r) for r in reasons),
                 data.get("note") or None,
                 data.get("reviewer") or None,
             )
+            row = await _in_thread(store.record, str(data.get("key", "")), given)
             await _in_thread(_after_change)
         except InputError as exc:
             return _json_error(exc)

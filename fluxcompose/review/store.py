@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..images import write_bytes_atomic
 from ..journal import JOURNAL_NAME, Journal, ReviewRow
 from ..scoring import KEY_METRICS, metric_at
-from .model import Judged, checks_verdict, export_row, parse_reasons
+from .model import Judged, Verdict, checks_verdict, export_row, parse_reasons
 
 __all__ = [
     "REVIEWS_NAME",
@@ -477,28 +477,21 @@ class ReviewStore:
                 out[prefix + job_id] = review
         return out
 
-    def record(
-        self,
-        key: str,
-        verdict: str,
-        reasons: Sequence[str] = (),
-        note: str | None = None,
-        reviewer: str | None = None,
-    ) -> ReviewRow:
+    def record(self, key: str, given: Verdict) -> ReviewRow:
         """Record a person's verdict on ``key`` (committed before returning)."""
         entry = self.find(key)
-        reasons = parse_reasons(list(reasons))
-        if verdict == "approve":
+        reasons = parse_reasons(list(given.reasons))  # an unknown reason is refused either way
+        if given.verdict == "approve":
             reasons = ()
         side = self.sidecar(entry)
         chosen = side.get("chosen")
         with self._lock:
             return self._journal(entry).add_review(
                 entry.job_id,
-                verdict,
+                given.verdict,
                 reasons=reasons,
-                note=note or None,
-                reviewer=reviewer or self.reviewer,
+                note=given.note or None,
+                reviewer=given.reviewer or self.reviewer,
                 candidate=chosen if isinstance(chosen, int) else None,
                 output_path=entry.output,
             )
