@@ -10,9 +10,9 @@ Every box is ``[x0, y0, x1, y1]`` normalised 0..1 in the frame of the *aligned* 
 which is the target's frame (the output cut back to the target's cell when it kept the
 canvas layout, then resized to the target's size).
 
-Cost (bench/compare.py, one core per 1 MP output: 0.11-0.20 s with the chest given,
-~0.22 s with the subject located and a style source; the pose model and SIFT are about
-half of it): SSIM at the target's size capped to ~1 MP, in bands of rows; the edit mask,
+Cost (bench/compare.py, one core per 1 MP output: 0.08-0.20 s with the chest given,
+0.17-0.22 s with the subject located and a style source, across runs; the pose model and
+SIFT are about half of it): SSIM at the target's size capped to ~1 MP, in bands of rows; the edit mask,
 style statistics and pHash on one 320-pixel copy of output and target; the print looked
 for only where the output changed, at its own resolution (a quick look at 640 pixels
 first); the pattern's and the style source's features (and pHash) computed once and kept
