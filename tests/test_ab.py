@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from fluxcompose import run as run_mod
 from fluxcompose.ab import parse_arm
 from fluxcompose.cli import cli
 from fluxcompose.errors import InputError
 from tests.candidates_fake import BETTER_W, FAIL_W, width_hook, write_recipe, write_target
 from tests.fakeapi import FakeAPI
+from tests.hermetic import hermetic_env
 
 KEY = "sk-ab-secret-11"
 PRO, MAX = "flux-kontext-pro", "flux-kontext-max"
@@ -41,11 +41,7 @@ def widths(model: str, seed: int) -> float:
 
 @pytest.fixture(autouse=True)
 def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FLUXCOMPOSE_API_KEY", KEY)
-    monkeypatch.setattr(run_mod, "BACKOFF_BASE", 0.02)
+    hermetic_env(monkeypatch, KEY)
 
 
 def make_pairs(folder: Path, n: int) -> Path:

@@ -9,7 +9,6 @@ tests/test_report_browser.py, whose browser helper it reuses.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from PIL import Image
 from fluxcompose.cli import cli
 from tests.candidates_fake import BETTER_W, FAIL_W, width_hook, write_recipe, write_target
 from tests.fakeapi import FakeAPI
+from tests.hermetic import hermetic_env
 from tests.test_report_browser import BROWSER, WINDOW, body_attrs, chromium
 
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium or chrome on PATH")
@@ -43,10 +43,7 @@ window.addEventListener("load", function () {
 
 
 def test_ab_html_in_chromium(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FLUXCOMPOSE_API_KEY", "sk-ab-browser")
+    hermetic_env(monkeypatch, "sk-ab-browser", fast_retries=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     lines = ["id,image1,seed"] + [f"p{i},t{i}.png,{10 * i}" for i in range(3)]
     for i in range(3):

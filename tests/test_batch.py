@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
 import sqlite3
@@ -36,6 +35,7 @@ from fluxcompose.journal import JobRow, Journal
 from fluxcompose.report import render_report
 from fluxcompose.run import ComposeOptions, RequestOptions
 from tests.fakeapi import FakeAPI, Scripted
+from tests.hermetic import hermetic_env
 from tests.paths import SHARED_IMAGES
 
 KEY = "sk-batch-secret-7f3a9c"
@@ -46,10 +46,7 @@ PRICE = {"openai": 0.035, "bfl": 0.04}
 @pytest.fixture(autouse=True)
 def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
     """No user configuration leaks in; retries back off in milliseconds, not seconds."""
-    for name in list(os.environ):
-        if name.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(run_mod, "BACKOFF_BASE", 0.02)
+    hermetic_env(monkeypatch)
 
 
 def make_backend(name: str, api: FakeAPI) -> Any:

@@ -4,7 +4,6 @@ grey square whose width depends on the seed: the checks' verdicts are known in a
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fluxcompose import run as run_mod
 from fluxcompose.cli import cli
 from tests.candidates_fake import BETTER_W, FAIL_W, PASS_W, width_hook, write_recipe, write_target
 from tests.fakeapi import FakeAPI
+from tests.hermetic import hermetic_env
 
 KEY = "sk-candidates-secret-11"
 PRICE = 0.035  # openai backend, flux-kontext-pro
@@ -23,11 +22,7 @@ PRICE = 0.035  # openai backend, flux-kontext-pro
 
 @pytest.fixture(autouse=True)
 def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FLUXCOMPOSE_API_KEY", KEY)
-    monkeypatch.setattr(run_mod, "BACKOFF_BASE", 0.02)
+    hermetic_env(monkeypatch, KEY)
 
 
 # Candidate k of a job with seed 100 has seed 100 + k: fail, pass, pass by most, fail.

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,12 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from fluxcompose import run as run_mod
 from fluxcompose.candidates import Candidate, choice
 from fluxcompose.cli import cli
 from fluxcompose.scoring import score_checks
 from tests.candidates_fake import FAIL_W, PASS_W, width_hook, write_recipe, write_target
 from tests.fakeapi import FakeAPI
+from tests.hermetic import hermetic_env
 from tests.paths import SHARED_IMAGES
 
 KEY = "sk-choice-secret-12"
@@ -26,11 +25,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(autouse=True)
 def hermetic(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in list(os.environ):
-        if name.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_")):
-            monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("FLUXCOMPOSE_API_KEY", KEY)
-    monkeypatch.setattr(run_mod, "BACKOFF_BASE", 0.02)
+    hermetic_env(monkeypatch, KEY)
 
 
 def _cand(index: int, checks: dict[str, Any] | None, *, error: str | None = None) -> Candidate:
