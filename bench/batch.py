@@ -49,8 +49,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import TypeVar
 
 from PIL import Image
 
@@ -63,6 +65,7 @@ from fluxcompose.batch import run_batch  # noqa: E402
 from fluxcompose.request import RequestOptions  # noqa: E402
 from tests.fakeapi import FakeAPI  # noqa: E402
 
+T = TypeVar("T")
 TARGET = 1.15
 PAIRS_TARGET, PAIRS_SLACK, CPU_TARGET = 1.1, 0.5, 0.05  # issue 16: small batches at the ideal
 PATTERN = ROOT / "samples" / "pattern.png"
@@ -201,17 +204,24 @@ def pair_floor(api: RemoteFake, n: int, c: int, tmp: Path, tag: str) -> tuple[fl
         spec = JobSpec(recipe=recipe, sources=(a, b),
                        request=RequestOptions(seed=int(seed), output_format="jpeg"))  # fmt: skip
         jobs.append(prepare_job(spec, backend_name="openai"))
-    todo = iter(jobs)
-    lock = threading.Lock()
     out = tmp / f"out-{tag}"
+    return on_bare_threads(jobs, c, lambda job: save_result(job, generate_once(backend, job), out))
+
+
+def on_bare_threads(items: Iterable[T], c: int, work: Callable[[T], object]) -> tuple[float, float]:
+    """``work`` on every item, on ``c`` plain threads taking the next item as they free:
+    (wall seconds, this process's CPU seconds)."""
+    todo = iter(items)
+    lock = threading.Lock()
 
     def worker() -> None:
         while True:
             with lock:
-                job = next(todo, None)
-            if job is None:
-                return
-            save_result(job, generate_once(backend, job), out)
+                try:
+                    item = next(todo)
+                except StopIteration:
+                    return
+            work(item)
 
     threads = [threading.Thread(target=worker) for _ in range(c)]
     t0, c0 = time.perf_counter(), time.process_time()
@@ -321,33 +331,20 @@ def floor_run(api: RemoteFake, n: int, c: int, tag: str) -> float:
     import openai
 
     client = openai.OpenAI(api_key="bench-key", base_url=api.openai_base, max_retries=0)
-    jobs = iter(range(n))
-    lock = threading.Lock()
 
-    def worker() -> None:
-        while True:
-            with lock:
-                i = next(jobs, None)
-            if i is None:
-                return
-            reply = client.images.generate(
-                model="flux-kontext-pro",
-                prompt=f"bench floor {tag}-{i}",
-                n=1,
-                extra_body={"aspect_ratio": "1:1", "output_format": "jpeg"},
-            )
-            url = reply.data[0].url if reply.data else None
-            assert url is not None
-            with urllib.request.urlopen(url) as r:  # noqa: S310 - loopback fake
-                r.read()
+    def one(i: int) -> None:
+        reply = client.images.generate(
+            model="flux-kontext-pro",
+            prompt=f"bench floor {tag}-{i}",
+            n=1,
+            extra_body={"aspect_ratio": "1:1", "output_format": "jpeg"},
+        )
+        url = reply.data[0].url if reply.data else None
+        assert url is not None
+        with urllib.request.urlopen(url) as r:  # noqa: S310 - loopback fake
+            r.read()
 
-    threads = [threading.Thread(target=worker) for _ in range(c)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - t0
+    return on_bare_threads(range(n), c, one)[0]
 
 
 def main() -> int:

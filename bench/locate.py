@@ -28,7 +28,6 @@ import math
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,8 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _timing import median_time  # noqa: E402 - a sibling: bench/ is on sys.path
 
 from fluxcompose.images import load_image  # noqa: E402
 from fluxcompose.locate import Box, locate  # noqa: E402
@@ -76,15 +77,6 @@ def to_1mp(img: Arr) -> Arr:
     return np.asarray(
         im.resize((round(im.width * s), round(im.height * s)), Image.Resampling.LANCZOS)
     )
-
-
-def cpu_median(fn: Callable[[], object], runs: int) -> float:
-    times = []
-    for _ in range(runs):
-        c0 = time.process_time()
-        fn()
-        times.append(time.process_time() - c0)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -164,7 +156,7 @@ def main() -> int:
     )
 
     photos = [to_1mp(img) for name, kind, img, _ in rows if kind == "photo"]
-    cpus = [cpu_median(lambda im=im: locate(im), args.runs) for im in photos]
+    cpus = [median_time(lambda im=im: locate(im), args.runs)[1] for im in photos]
     cpu = statistics.median(cpus)
     print(
         f"speed: median CPU {cpu:.3f} s per 1 MP photo after the load (slowest {max(cpus):.3f} s), "

@@ -30,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import median_time  # a sibling: bench/ is on sys.path
 from PIL import Image
 
 from fluxcompose.journal import Journal
@@ -95,17 +96,6 @@ def get(server: RunningServer, path: str) -> bytes:
     return body
 
 
-def median(fn: object, repeat: int) -> float:
-    assert callable(fn)
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
 def browser_first_screen(server: RunningServer, repeat: int) -> float | None:
     if importlib.util.find_spec("playwright") is None or not Path(CHROMIUM).is_file():
         return None
@@ -151,8 +141,8 @@ def measure(out: Path, repeat: int) -> dict[str, float | None]:
     server = start_server(store)
     try:
         n_jobs = len(json.loads(get(server, "/api/jobs"))["jobs"])
-        html = median(lambda: get(server, "/"), repeat)
-        jobs = median(lambda: get(server, "/api/jobs"), repeat)
+        html = median_time(lambda: get(server, "/"), repeat)[0]
+        jobs = median_time(lambda: get(server, "/api/jobs"), repeat)[0]
 
         def first() -> None:
             for path in ("/", "/static/app.js", "/static/app.css", "/api/jobs"):
@@ -163,7 +153,7 @@ def measure(out: Path, repeat: int) -> dict[str, float | None]:
             "cold": cold,
             "html": html,
             "jobs": jobs,
-            "first": median(first, repeat),
+            "first": median_time(first, repeat)[0],
             "browser": browser_first_screen(server, repeat),
         }
     finally:
