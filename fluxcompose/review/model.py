@@ -117,7 +117,7 @@ class Verdict:
 class SetVerdict(Verdict):
     """One ``--set JOB=approve|reject[:REASON,...]``: a verdict and the JOB it is on."""
 
-    job: str = ""
+    job: str = field(kw_only=True)  # required: after the inherited fields with defaults
 
 
 def parse_set(text: str) -> SetVerdict:

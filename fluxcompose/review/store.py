@@ -480,7 +480,7 @@ class ReviewStore:
     def record(self, key: str, given: Verdict) -> ReviewRow:
         """Record a person's verdict on ``key`` (committed before returning)."""
         entry = self.find(key)
-        reasons = parse_reasons(list(given.reasons))  # an unknown reason is refused either way
+        reasons = parse_reasons(given.reasons)  # an unknown reason is refused either way
         if given.verdict == "approve":
             reasons = ()
         side = self.sidecar(entry)
