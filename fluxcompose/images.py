@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.parse
 import warnings
+import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,6 +31,7 @@ from typing import IO, TYPE_CHECKING
 
 import cv2
 import numpy as np
+import pyspng
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import ConfigError, ImageError, InputError
@@ -242,6 +244,12 @@ class SourceImage:
         smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides >= the target,
         and the result is resized to exactly ``target_size``.
         """
+        pixels = self._plain_png_pixels()
+        if pixels is not None:
+            rgb = Image.fromarray(pixels)
+            if target_size is not None and rgb.size != tuple(target_size):
+                rgb = resize_image(rgb, target_size)
+            return rgb
         with _open(self.data, self.source) as opened:
             im = opened
             if target_size is not None and im.format in ("JPEG", "MPO"):
@@ -282,12 +290,10 @@ class SourceImage:
 
     def _decode_into(self, out: np.ndarray, *, background: tuple[int, int, int]) -> None:
         h, w = int(out.shape[0]), int(out.shape[1])
-        if self._plain_png():
-            # libpng through OpenCV: the same 8-bit samples as Pillow, about 20 % faster.
-            arr = cv2.imdecode(np.frombuffer(self.data, np.uint8), _RGB)
-            if arr is not None and arr.shape == (self.stored_size[1], self.stored_size[0], 3):
-                resize_into(arr, out)
-                return
+        pixels = self._plain_png_pixels()
+        if pixels is not None:
+            resize_into(pixels, out)
+            return
         if self._plain_jpeg():
             scale = dct_scale(self.stored_size, (w, h))
             buf = np.frombuffer(self.data, np.uint8)
@@ -296,6 +302,26 @@ class SourceImage:
                 resize_into(arr, out)
                 return
         out[...] = np.asarray(self.decode((w, h), background=background))
+
+    def _plain_png_pixels(self) -> np.ndarray | None:
+        """A plain PNG's pixels (see :meth:`_plain_png`) decoded by libspng, or None for
+        anything else, or anything libspng refuses: Pillow's path then decides, and says why.
+
+        libspng gives the same 8-bit samples as libpng and Pillow in about two thirds of
+        libpng's time (through OpenCV). It is run with chunk checksums off, so every chunk's
+        CRC is checked here first (about 0.2 ms for 1 MP): a damaged file takes Pillow's
+        path, which refuses it, as libpng did; it is never decoded into wrong pixels.
+        """
+        if not (self._plain_png() and _png_chunks_intact(self.data)):
+            return None
+        try:
+            pixels: np.ndarray = pyspng.load(self.data, "RGB")
+        except (RuntimeError, ValueError):
+            return None
+        w, h = self.stored_size
+        if pixels.shape != (h, w, 3) or pixels.dtype != np.uint8:
+            return None
+        return pixels
 
     def _plain_png(self) -> bool:
         # 8-bit RGB (colour type 2), no transparency, upright, one frame, complete (IEND
@@ -467,6 +493,23 @@ def _png_chunk_before_data(data: bytes, kind: bytes) -> bool:
         if got in (b"IDAT", b"IEND"):
             return False
         pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    return False
+
+
+def _png_chunks_intact(data: bytes) -> bool:
+    """Whether every chunk of a PNG is whole and its CRC matches, up to and including IEND
+    (which must end the file): the check libpng makes on the chunks it reads."""
+    view, pos, end = memoryview(data), 8, len(data)
+    while pos + 12 <= end:
+        length = int.from_bytes(view[pos : pos + 4], "big")
+        stop = pos + 8 + length
+        if stop + 4 > end:
+            return False
+        if zlib.crc32(view[pos + 4 : stop]) != int.from_bytes(view[stop : stop + 4], "big"):
+            return False
+        if data[pos + 4 : pos + 8] == b"IEND":
+            return stop + 4 == end
+        pos = stop + 4
     return False
 
 

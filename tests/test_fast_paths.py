@@ -1,5 +1,5 @@
 """The client's per-job fast paths (issue 16) give exactly what the slow paths gave:
-PNG orientation without inflating, PNGs decoded by libpng, decoded cells reused across
+PNG orientation without inflating, PNGs decoded by libspng, decoded cells reused across
 jobs, thumbnails cut from one reduced canvas."""
 
 from __future__ import annotations
@@ -52,15 +52,48 @@ def test_png_orientation_found_after_the_image_data(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("level", [0, 9])
-def test_libpng_decode_matches_pillow(tmp_path: Path, level: int) -> None:
+def test_libspng_decode_matches_pillow(tmp_path: Path, level: int) -> None:
     path = _noise_png(tmp_path / "n.png", (97, 61), level, compress_level=level)
     src = open_source(path)
-    assert src._plain_png()
+    assert src._plain_png_pixels() is not None  # the fast path is the one under test
     for size in ((97, 61), (30, 19), (150, 94)):
         fast = np.empty((size[1], size[0], 3), np.uint8)
         src._decode_into(fast, background=(255, 255, 255))
-        slow = np.asarray(src.decode(None if size == (97, 61) else size))
+        with Image.open(path) as im:
+            slow = np.asarray(images.resize_image(im.convert("RGB"), size))
         assert np.array_equal(fast, slow), size
+
+
+def test_libspng_gives_pillows_pixels_on_real_photos() -> None:
+    """Every real PNG photo at hand decodes to exactly the samples Pillow reads."""
+    photos = sorted((SHARED_IMAGES / "people").glob("*.png"))
+    if not photos:
+        pytest.skip("no people photos in ../shared/images/people")
+    for photo in photos:
+        src = open_source(photo)
+        fast = src._plain_png_pixels()
+        assert fast is not None, photo.name
+        with Image.open(photo) as im:
+            assert np.array_equal(fast, np.asarray(im.convert("RGB"))), photo.name
+
+
+def test_a_damaged_png_is_refused_not_decoded(tmp_path: Path) -> None:
+    """One flipped bit in the image data: the chunk's CRC no longer matches. libspng runs
+    with CRCs off, so the check before it must send the file to Pillow, which refuses it."""
+    path = _noise_png(tmp_path / "n.png", (64, 48), 3, compress_level=0)  # stored: no inflate error
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 4 + 200] ^= 0x01  # a pixel sample inside the stored block
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(bytes(data))
+    src = open_source(bad)
+    assert src._plain_png() and src._plain_png_pixels() is None
+    out = np.empty((48, 64, 3), np.uint8)
+    with pytest.raises(images.ImageError, match="cannot decode"):
+        src.decode_into(out)
+    truncated = tmp_path / "cut.png"
+    truncated.write_bytes(path.read_bytes()[:-20] + path.read_bytes()[-12:])  # IEND kept
+    assert open_source(truncated)._plain_png_pixels() is None
 
 
 def test_transparent_png_is_not_taken_for_plain(tmp_path: Path) -> None:
