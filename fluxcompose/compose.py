@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,6 +73,11 @@ class Composite:
     rows: int = 1
     cols: int = 1
     image: Image.Image | None = field(default=None, repr=False, compare=False)
+    # Per cell, what its pixels on ``image`` are a function of (SourceImage.cell_key), or
+    # None when something is drawn over it (an outline, a label). Equal keys, equal cells:
+    # a batch putting one pattern on many photos makes that cell's thumbnail once.
+    # Not serialised (the manifest describes the layout, not this process's pixels).
+    pixel_keys: tuple[Hashable | None, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def aspect_ratio(self) -> str:
@@ -297,6 +302,11 @@ def compose(
         )
         for i, (s, b) in enumerate(zip(opened, plan.cells, strict=True))
     ]
+    drawn_over = bool(outline or labels)
+    pixel_keys = tuple(
+        None if drawn_over else s.cell_key((b.w, b.h), bg)
+        for s, b in zip(opened, plan.cells, strict=True)
+    )
     if outline:
         _draw_outlines(canvas, cells, bg)
     if labels:
@@ -315,6 +325,7 @@ def compose(
         rows=plan.rows,
         cols=plan.cols,
         image=canvas,
+        pixel_keys=pixel_keys,
     )
 
 

@@ -282,11 +282,20 @@ class SourceImage:
         :meth:`decode`.
         """
         h, w = int(out.shape[0]), int(out.shape[1])
-        key = (self.sha256, w, h, tuple(background))
+        key = self.cell_key((w, h), background)
         if _CELLS.get_into(key, out):
             return  # the same bytes decoded to the same cell before: the same pixels
         self._decode_into(out, background=background)
         _CELLS.put(key, out)
+
+    def cell_key(
+        self, size: tuple[int, int], background: tuple[int, int, int]
+    ) -> tuple[str, int, int, tuple[int, int, int]]:
+        """What :meth:`decode_into` a cell of ``size`` (w, h) on ``background`` gives is a
+        function of: the file's bytes (by digest), the size and the background. Equal keys,
+        equal pixels; the decoded-cell cache and the report's thumbnails rely on it."""
+        r, g, b = background
+        return (self.sha256, int(size[0]), int(size[1]), (r, g, b))
 
     def _decode_into(self, out: np.ndarray, *, background: tuple[int, int, int]) -> None:
         h, w = int(out.shape[0]), int(out.shape[1])

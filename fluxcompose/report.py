@@ -14,7 +14,8 @@ import io
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -97,22 +98,67 @@ def _jpeg(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
+class _ThumbCache:
+    """Thumbnail bytes of cells whose pixels have a key (``Composite.pixel_keys``), most
+    recently used last, at most ``max_items``: a batch putting one pattern on a thousand
+    photos makes that pattern's thumbnail once. Equal keys mean equal cell pixels, so the
+    bytes are the ones a fresh thumbnail would give; thread-safe."""
+
+    def __init__(self, max_items: int) -> None:
+        self.max_items = max_items
+        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> bytes | None:
+        with self._lock:
+            got = self._items.get(key)
+            if got is not None:
+                self._items.move_to_end(key)
+            return got
+
+    def put(self, key: Hashable, data: bytes) -> None:
+        with self._lock:
+            self._items[key] = data
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+_CELL_THUMBS = _ThumbCache(64)
+
+
 def _cell_thumbs(
-    canvas: Image.Image, boxes: Sequence[tuple[int, int, int, int]], size: int
+    canvas: Image.Image,
+    boxes: Sequence[tuple[int, int, int, int]],
+    size: int,
+    keys: Sequence[Hashable | None] = (),
 ) -> list[bytes]:
     """Each cell of the canvas shrunk to at most ``size`` (longest side), as JPEG.
 
     Each cell is box-reduced by its own integer factor (the one Pillow's ``thumbnail``
     would take: keeping at least twice ``size``), then resized: the same quality as a
     thumbnail of the cell, without reducing the padding and gutters between cells, or a
-    large cell only by the factor a small one allows."""
+    large cell only by the factor a small one allows. ``keys`` (one per box, or none) are
+    the cells' pixel keys: a cell with a key seen before reuses that thumbnail."""
     im = canvas.convert("RGB") if canvas.mode != "RGB" else canvas
     out = []
-    for x0, y0, x1, y1 in boxes:
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        key = keys[i] if i < len(keys) else None
+        cached = None if key is None else _CELL_THUMBS.get((key, size))
+        if cached is not None:
+            out.append(cached)
+            continue
         k = max(1, int(max(x1 - x0, y1 - y0) / size / 2.0))
         cell = im.reduce(k, (x0, y0, max(x0 + 1, x1), max(y0 + 1, y1)))
         cell.thumbnail((size, size), Image.Resampling.BILINEAR)
-        out.append(_jpeg(cell))
+        data = _jpeg(cell)
+        if key is not None:
+            _CELL_THUMBS.put((key, size), data)
+        out.append(data)
     return out
 
 
@@ -122,13 +168,15 @@ def make_thumbs(
     *,
     canvas: Image.Image | bytes | None = None,
     cells: Sequence[tuple[int, int, int, int]] = (),
+    cell_keys: Sequence[Hashable | None] = (),
     output: str | Path | None = None,
     size: int = THUMB_SIZE,
 ) -> dict[str, Any]:
     """Write JPEG thumbnails for a job into ``OUTDIR/thumbs/``; return their relative paths.
 
     ``canvas`` is the composed canvas (a PIL image or encoded bytes) and ``cells`` the
-    ``(x0, y0, x1, y1)`` boxes of the sources on it, in canvas pixels. ``output`` is
+    ``(x0, y0, x1, y1)`` boxes of the sources on it, in canvas pixels; ``cell_keys`` are
+    their pixel keys (``Composite.pixel_keys``), when known. ``output`` is
     the result file. Returns ``{"sources": [...], "output": str | None}``; a thumbnail
     that cannot be made is simply left out (the report is cosmetic, the job is not).
     """
@@ -139,7 +187,7 @@ def make_thumbs(
     if canvas is not None and cells:
         try:
             im = Image.open(io.BytesIO(canvas)) if isinstance(canvas, bytes) else canvas
-            for i, data in enumerate(_cell_thumbs(im, cells, size), start=1):
+            for i, data in enumerate(_cell_thumbs(im, cells, size, cell_keys), start=1):
                 name = f"{job_id}.src{i}.jpg"
                 _write_atomic(folder / name, data)
                 result["sources"].append(f"{THUMBS_DIR}/{name}")

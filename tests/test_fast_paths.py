@@ -164,3 +164,60 @@ def test_cell_thumbnails_show_their_cells(tmp_path: Path) -> None:
     assert np.allclose(halves[82:].mean(axis=(0, 1)), (20, 200, 40), atol=6)
     with Image.open(io.BytesIO((tmp_path / got["output"]).read_bytes())) as o:
         assert max(o.size) == 160
+
+
+def test_a_shared_cells_thumbnail_is_made_once_and_is_the_fresh_one(tmp_path: Path) -> None:
+    """One pattern on two photos: the pattern's thumbnail is cut once, and its bytes are
+    those a fresh thumbnail of that cell gives; each photo's own thumbnail is its own."""
+    report = make_thumbs.__globals__
+    cache = report["_CELL_THUMBS"]
+    cache.clear()
+    other = tmp_path / "other.png"  # the same photo with a red square: a different target
+    changed = images.load_image(REPO / "samples" / "model.jpg").image  # upright
+    changed.paste((255, 0, 0), (0, 0, 200, 200))
+    changed.save(other)
+    targets = [REPO / "samples" / "model.jpg", other]
+    composites = [compose([PATTERN, t]) for t in targets]
+    assert composites[0].pixel_keys[0] == composites[1].pixel_keys[0]
+    assert composites[0].pixel_keys[1] != composites[1].pixel_keys[1]
+    cut: list[object] = []
+    real_jpeg = report["_jpeg"]
+
+    def counting_jpeg(im: Image.Image) -> bytes:
+        cut.append(im.size)
+        return bytes(real_jpeg(im))
+
+    report["_jpeg"] = counting_jpeg
+    try:
+        got = [
+            make_thumbs(tmp_path / str(i), "j", canvas=c.image,
+                        cells=[cell.box for cell in c.cells], cell_keys=c.pixel_keys)
+            for i, c in enumerate(composites)
+        ]  # fmt: skip
+    finally:
+        report["_jpeg"] = real_jpeg
+    assert len(cut) == 3  # pattern once, each photo once
+    fresh = [
+        make_thumbs(
+            tmp_path / f"fresh{i}", "j", canvas=c.image, cells=[cell.box for cell in c.cells]
+        )
+        for i, c in enumerate(composites)
+    ]
+    for i in range(2):
+        for a, b in zip(got[i]["sources"], fresh[i]["sources"], strict=True):
+            assert (tmp_path / str(i) / a).read_bytes() == (tmp_path / f"fresh{i}" / b).read_bytes()
+    first, second = (tmp_path / "0" / got[0]["sources"][1]), (tmp_path / "1" / got[1]["sources"][1])
+    assert first.read_bytes() != second.read_bytes()
+
+
+def test_cells_drawn_over_have_no_pixel_key() -> None:
+    """A label or an outline changes the cell's pixels: no key, so no shared thumbnail."""
+    target = REPO / "samples" / "model.jpg"
+    assert all(k is not None for k in compose([PATTERN, target]).pixel_keys)
+    assert compose([PATTERN, target], labels=True).pixel_keys == (None, None)
+    assert compose([PATTERN, target], outline=True).pixel_keys == (None, None)
+    # The background shows through the pattern's transparency: it is part of the key.
+    assert (
+        compose([PATTERN, target], background="black").pixel_keys[0]
+        != (compose([PATTERN, target]).pixel_keys[0])
+    )

@@ -147,6 +147,7 @@ def _thumbs(
             prepared.job_id,
             canvas=composite.image if composite is not None else prepared.canvas_bytes,
             cells=[c.box for c in composite.cells] if composite is not None else [],
+            cell_keys=composite.pixel_keys if composite is not None else (),
             output=outcome.output_path,
         )
     except Exception:  # noqa: BLE001 - the report is cosmetic

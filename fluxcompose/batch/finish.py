@@ -87,13 +87,16 @@ def finish(task: FinishTask) -> Finished:
         if composite is not None:
             canvas: Image.Image | bytes | None = composite.image
             cells = [c.box for c in composite.cells]
+            keys = composite.pixel_keys
         else:
             canvas, cells = _references_strip(prepared)
+            keys = ()
         thumbs = make_thumbs(
             task.outdir,
             prepared.job_id,
             canvas=canvas if canvas is not None else prepared.canvas_bytes,
             cells=cells,
+            cell_keys=keys,
             output=outcome.output_path,
         )
     except Exception:  # noqa: BLE001
