@@ -49,6 +49,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -136,18 +137,21 @@ def _pair_pairs(tmp: Path, n: int, tag: str, fmt: str = "png") -> Path:
     """``n`` pattern-transfer rows: the one pattern on a distinct target each (the people
     photos in turn, else the sample model photo), a distinct seed per row.
 
-    Each target is a real photo re-saved with one corner pixel changed (``tag`` and the row
-    in it): distinct bytes, so no row reuses another's decoded target, as in a real batch
-    of different photos; the pattern is the same on every row, as it is there."""
+    Each target is a real photo re-saved with two corner pixels changed (a CRC of ``tag``,
+    and the row): distinct bytes, so no row reuses another's decoded target, in this run
+    or an earlier one, as in a real batch of different photos; the pattern is the same on
+    every row, as it is there."""
     photos = sorted(PEOPLE.glob("*.png")) or [ROOT / "samples" / "model.jpg"]
     folder = tmp / f"targets-{tag}"
     folder.mkdir()
-    base = sum(map(ord, tag)) * 1000
+    key = zlib.crc32(tag.encode())
+    base = key % 1_000_000 * 1000
     rows = []
     for i in range(n):
         with Image.open(photos[i % len(photos)]) as im:
             pic = im.convert("RGB")
-        pic.putpixel((0, 0), (base % 251, i % 251, (base + i) % 7))
+        pic.putpixel((0, 0), (key >> 24, (key >> 16) & 255, (key >> 8) & 255))
+        pic.putpixel((1, 0), (key & 255, i & 255, (i >> 8) & 255))
         target = folder / f"t{i}.{'jpg' if fmt == 'jpeg' else 'png'}"
         if fmt == "jpeg":  # as a shop's photo usually comes
             pic.save(target, quality=92)
