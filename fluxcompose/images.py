@@ -16,13 +16,11 @@ import hashlib
 import io
 import os
 import tempfile
-import threading
 import time
 import urllib.parse
 import warnings
 import zlib
-from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -35,6 +33,7 @@ import pyspng
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import ConfigError, ImageError, InputError
+from .lru import LruCache
 from .net import SharedClient
 
 if TYPE_CHECKING:
@@ -360,43 +359,38 @@ class SourceImage:
 
 
 class _CellCache:
-    """Decoded cells by (source sha256, width, height, background), least recently used
-    first out, at most ``max_bytes`` of pixels: a batch that puts one pattern on many
-    photos decodes and resizes the pattern once. The same bytes give the same pixels, so
-    nothing is looked at less closely; thread-safe."""
+    """Decoded cells by :meth:`SourceImage.cell_key`, least recently used first out, at
+    most ``max_bytes`` of pixels: a batch that puts one pattern on many photos decodes and
+    resizes the pattern once. The same bytes give the same pixels, so nothing is looked
+    at less closely; thread-safe. Cells copy in and out: a caller's array is its own."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[object, ...], np.ndarray] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._lru: LruCache[np.ndarray] = LruCache(max_bytes, lambda a: int(a.nbytes), largest=4)
 
-    def get_into(self, key: tuple[object, ...], out: np.ndarray) -> bool:
-        with self._lock:
-            got = self._items.get(key)
-            if got is None:
-                return False
-            self._items.move_to_end(key)
+    def __len__(self) -> int:
+        return len(self._lru)
+
+    @property
+    def max_bytes(self) -> int:
+        return self._lru.max_cost
+
+    @property
+    def nbytes(self) -> int:
+        return self._lru.total_cost
+
+    def get_into(self, key: Hashable, out: np.ndarray) -> bool:
+        got = self._lru.get(key)
+        if got is None:
+            return False
         out[...] = got
         return True
 
-    def put(self, key: tuple[object, ...], pixels: np.ndarray) -> None:
-        if pixels.nbytes > self.max_bytes // 4:
-            return
-        copy = np.array(pixels, copy=True)
-        with self._lock:
-            if key in self._items:
-                return
-            self._items[key] = copy
-            self._bytes += copy.nbytes
-            while self._bytes > self.max_bytes and self._items:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+    def put(self, key: Hashable, pixels: np.ndarray) -> None:
+        if self._lru.keeps(int(pixels.nbytes)):
+            self._lru.put(key, np.array(pixels, copy=True))
 
     def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-            self._bytes = 0
+        self._lru.clear()
 
 
 _CELLS = _CellCache(64 * 1024 * 1024)

@@ -14,7 +14,6 @@ import io
 import os
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from PIL import Image
 
 from .images import write_bytes_atomic
 from .journal import JobRow
+from .lru import LruCache
 
 __all__ = [
     "REPORT_NAME",
@@ -98,37 +98,9 @@ def _jpeg(im: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-class _ThumbCache:
-    """Thumbnail bytes of cells whose pixels have a key (``Composite.pixel_keys``), most
-    recently used last, at most ``max_items``: a batch putting one pattern on a thousand
-    photos makes that pattern's thumbnail once. Equal keys mean equal cell pixels, so the
-    bytes are the ones a fresh thumbnail would give; thread-safe."""
-
-    def __init__(self, max_items: int) -> None:
-        self.max_items = max_items
-        self._items: OrderedDict[Hashable, bytes] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> bytes | None:
-        with self._lock:
-            got = self._items.get(key)
-            if got is not None:
-                self._items.move_to_end(key)
-            return got
-
-    def put(self, key: Hashable, data: bytes) -> None:
-        with self._lock:
-            self._items[key] = data
-            self._items.move_to_end(key)
-            while len(self._items) > self.max_items:
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-
-_CELL_THUMBS = _ThumbCache(64)
+# Thumbnail bytes of cells whose pixels have a key (``Composite.pixel_keys``), by (key, size):
+# a batch putting one pattern on a thousand photos makes that pattern's thumbnail once.
+_CELL_THUMBS: LruCache[bytes] = LruCache(64)
 
 
 def _cell_thumbs(

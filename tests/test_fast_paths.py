@@ -119,7 +119,7 @@ def test_reused_cells_are_the_pixels_a_fresh_decode_gives() -> None:
     cache = compose.__globals__["open_source"].__globals__["_CELLS"]
     cache.clear()
     first = np.asarray(compose([PATTERN, target]).image)
-    assert len(cache._items) == 2
+    assert len(cache) == 2
     again = np.asarray(compose([PATTERN, target]).image)  # both cells from the cache
     cache.clear()
     fresh = np.asarray(compose([PATTERN, target]).image)
@@ -135,7 +135,7 @@ def test_cell_cache_stays_within_its_bytes() -> None:
     cache = images._CellCache(max_bytes=4 * 300)
     for i in range(10):
         cache.put(("k", i), np.full((10, 10, 3), i, np.uint8))
-    assert cache._bytes <= cache.max_bytes and len(cache._items) == 4
+    assert cache.nbytes <= cache.max_bytes and len(cache) == 4
     out = np.empty((10, 10, 3), np.uint8)
     assert cache.get_into(("k", 9), out) and (out == 9).all()
     assert not cache.get_into(("k", 0), out)
@@ -221,3 +221,21 @@ def test_cells_drawn_over_have_no_pixel_key() -> None:
         compose([PATTERN, target], background="black").pixel_keys[0]
         != (compose([PATTERN, target]).pixel_keys[0])
     )
+
+
+def test_lru_keeps_the_most_recent_within_its_cost() -> None:
+    """The cache both fast paths use: least recently used out first, costs summed, an
+    entry too large for its share refused, the first value of a key kept."""
+    from fluxcompose.lru import LruCache
+
+    cache: LruCache[str] = LruCache(10, len, largest=2)
+    cache.put("a", "aaaa")
+    cache.put("b", "bbbb")
+    assert cache.get("a") == "aaaa"  # now b is the least recently used
+    cache.put("c", "cccc")  # 12 > 10: b goes
+    assert cache.get("b") is None and cache.get("a") == "aaaa" and cache.get("c") == "cccc"
+    assert cache.total_cost == 8 and len(cache) == 2
+    cache.put("d", "dddddd")  # 6 > 10 // 2: refused, nothing flushed
+    assert cache.get("d") is None and len(cache) == 2
+    cache.put("a", "zzzz")
+    assert cache.get("a") == "aaaa"
