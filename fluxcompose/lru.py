@@ -1,9 +1,10 @@
 """A small thread-safe least-recently-used map with a cost budget.
 
 Used where one batch meets the same input again and again (one pattern on a thousand
-photos): the decoded cells of :mod:`fluxcompose.images` (cost: bytes of pixels) and the
-report's cell thumbnails (cost: one per entry). Equal keys must mean equal values; the
-callers' keys say what a value is a function of.
+photos): the decoded cells of :mod:`fluxcompose.images` (cost: bytes of pixels), the
+report's cell thumbnails and compare's per-source features (cost: one per entry). Equal
+keys must mean equal values (a value is never None); the callers' keys say what a value is
+a function of.
 """
 
 from __future__ import annotations

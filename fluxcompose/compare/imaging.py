@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +20,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..images import load_image, to_rgb
+from ..lru import LruCache
 
 __all__ = [
     "Array",
@@ -139,14 +138,13 @@ T = TypeVar("T")
 
 
 class ContentCache(Generic[T]):
-    """A small thread-safe LRU cache of what is computed from an image, keyed by the
-    image's pixels (a BLAKE2b hash of the uint8 array and its shape) and a tag, so a
-    batch with one pattern or style source computes its features once."""
+    """A small thread-safe LRU cache (:class:`~fluxcompose.lru.LruCache`, one entry each)
+    of what is computed from an image, keyed by the image's pixels (a BLAKE2b hash of the
+    uint8 array and its shape) and a tag, so a batch with one pattern or style source
+    computes its features once."""
 
     def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[tuple[str, str], T] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lru: LruCache[T] = LruCache(size)
 
     def get(self, pixels: Array, tag: str, compute: Callable[[], T]) -> T:
         """The value for ``pixels`` (uint8 array) and ``tag``, computed by ``compute``
@@ -155,13 +153,9 @@ class ContentCache(Generic[T]):
         digest = hashlib.blake2b(np.ascontiguousarray(pixels).data, digest_size=16)
         digest.update(repr(pixels.shape).encode())
         key = (digest.hexdigest(), tag)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
+        kept = self._lru.get(key)
+        if kept is not None:
+            return kept
         value = compute()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
+        self._lru.put(key, value)
         return value
