@@ -249,6 +249,13 @@ class SourceImage:
             if target_size is not None and rgb.size != tuple(target_size):
                 rgb = resize_image(rgb, target_size)
             return rgb
+        return self._decode_with_pillow(target_size, background)
+
+    def _decode_with_pillow(
+        self, target_size: tuple[int, int] | None, background: tuple[int, int, int]
+    ) -> Image.Image:
+        """:meth:`decode` by Pillow: any format, mode and orientation, and the one place
+        a file that cannot be decoded is refused, with Pillow's reason."""
         with _open(self.data, self.source) as opened:
             im = opened
             if target_size is not None and im.format in ("JPEG", "MPO"):
@@ -275,10 +282,10 @@ class SourceImage:
         """Decode into ``out``, a uint8 (h, w, 3) RGB array or a view of one (a canvas cell),
         resized to its (w, h) the way :meth:`decode` would.
 
-        A plain colour JPEG (upright, one frame, complete) is decoded by OpenCV at the
-        same DCT scale Pillow's draft picks (the same pixels) and resized straight into
-        ``out``: no intermediate Pillow image, no copies. Anything else goes through
-        :meth:`decode`.
+        A plain PNG is decoded by libspng (:meth:`_plain_png_pixels`), and a plain colour
+        JPEG (upright, one frame, complete) by OpenCV at the same DCT scale Pillow's draft
+        picks (the same pixels); either is resized straight into ``out``: no intermediate
+        Pillow image, no copies. Anything else goes through Pillow, as :meth:`decode`.
         """
         h, w = int(out.shape[0]), int(out.shape[1])
         key = self.cell_key((w, h), background)
@@ -309,7 +316,8 @@ class SourceImage:
             if arr is not None and arr.ndim == 3 and arr.shape[2] == 3:
                 resize_into(arr, out)
                 return
-        out[...] = np.asarray(self.decode((w, h), background=background))
+        # Not plain, or refused by the fast decoders: Pillow decides (no second attempt).
+        out[...] = np.asarray(self._decode_with_pillow((w, h), background))
 
     def _plain_png_pixels(self) -> np.ndarray | None:
         """A plain PNG's pixels (see :meth:`_plain_png`) decoded by libspng, or None for
@@ -486,49 +494,52 @@ def open_source(
     return SourceImage(name, data, fmt, (w, h), orientation, frames, mode)
 
 
-def _png_chunk_before_data(data: bytes, kind: bytes) -> bool:
-    """Whether a PNG has a ``kind`` chunk before its first IDAT (chunk headers only)."""
+def _png_chunks(data: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """Each chunk of a PNG as (type, start of its data, end of its data), from its header
+    alone (8-byte signature, then length, type, data, CRC), in file order; the last may
+    claim more data than the file holds."""
     pos, end = 8, len(data)
     while pos + 8 <= end:
-        got = data[pos + 4 : pos + 8]
+        start = pos + 8
+        stop = start + int.from_bytes(data[pos : pos + 4], "big")
+        yield data[pos + 4 : start], start, stop
+        pos = stop + 4
+
+
+def _png_chunk_before_data(data: bytes, kind: bytes) -> bool:
+    """Whether a PNG has a ``kind`` chunk before its first IDAT (chunk headers only)."""
+    for got, _, _ in _png_chunks(data):
         if got == kind:
             return True
         if got in (b"IDAT", b"IEND"):
             return False
-        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
     return False
 
 
 def _png_chunks_intact(data: bytes) -> bool:
     """Whether every chunk of a PNG is whole and its CRC matches, up to and including IEND
     (which must end the file): the check libpng makes on the chunks it reads."""
-    view, pos, end = memoryview(data), 8, len(data)
-    while pos + 12 <= end:
-        length = int.from_bytes(view[pos : pos + 4], "big")
-        stop = pos + 8 + length
-        if stop + 4 > end:
+    view = memoryview(data)
+    for kind, start, stop in _png_chunks(data):
+        if stop + 4 > len(data):
             return False
-        if zlib.crc32(view[pos + 4 : stop]) != int.from_bytes(view[stop : stop + 4], "big"):
+        if zlib.crc32(view[start - 4 : stop]) != int.from_bytes(view[stop : stop + 4], "big"):
             return False
-        if data[pos + 4 : pos + 8] == b"IEND":
-            return stop + 4 == end
-        pos = stop + 4
+        if kind == b"IEND":
+            return stop + 4 == len(data)
     return False
 
 
 def _png_has_exif(data: bytes) -> bool:
     """Whether a PNG may hold EXIF that Pillow finds only after inflating it: an ``eXIf``
-    chunk, or a text chunk (ImageMagick's "Raw profile type exif") after the image data.
-    Found by walking the chunk headers (8-byte signature, then length, type, data, CRC)."""
-    pos, end, seen_data = 8, len(data), False
-    while pos + 8 <= end:
-        kind = data[pos + 4 : pos + 8]
+    chunk, or a text chunk (ImageMagick's "Raw profile type exif") after the image data."""
+    seen_data = False
+    for kind, _, _ in _png_chunks(data):
         if kind == b"eXIf" or (seen_data and kind in (b"tEXt", b"zTXt", b"iTXt")):
             return True
         if kind == b"IEND":
             return False
         seen_data = seen_data or kind == b"IDAT"
-        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
     return False
 
 
