@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import geometry
+from .canvas_jpeg import StripPlan, plan_strips
 from .errors import InputError
 from .images import (
     DEFAULT_MAX_BYTES,
@@ -94,6 +95,18 @@ class Composite:
             if c.index == key or (isinstance(key, str) and c.name == key):
                 return c
         raise InputError(f"the layout has no cell {key!r}")
+
+    def jpeg_strips(self) -> StripPlan | None:
+        """How a JPEG of this canvas is cut so that a cell seen on an earlier canvas is not
+        encoded again (:mod:`canvas_jpeg`); None when no cell could be reused. One row of
+        cells only: in a grid, a cell's columns may also hold a gutter band, which its key
+        does not describe."""
+        if self.rows != 1 or len(self.pixel_keys) != len(self.cells):
+            return None
+        boxes = [
+            ((c.x, c.y, c.w, c.h), k) for c, k in zip(self.cells, self.pixel_keys, strict=True)
+        ]
+        return plan_strips(self.size, boxes)
 
     def crop_cell(self, image: Image.Image, key: int | str) -> Image.Image:
         return crop_cell(image, self.cell(key), self.size)

@@ -136,7 +136,7 @@ def _compose_sources(sources: tuple[str, ...], settings: JobSettings) -> _Canvas
         names=names,
     )
     assert composite.image is not None
-    encoded = encode_canvas(composite.image, settings.canvas_format)
+    encoded = encode_canvas(composite.image, settings.canvas_format, strips=composite.jpeg_strips())
     out = _Canvas(composite, encoded.data, encoded.mime)
     for i, (src, name) in enumerate(zip(opened, names, strict=True)):
         out.sizes[name] = src.size
