@@ -66,6 +66,13 @@ class LruCache(Generic[V]):
                 _, (_, old) = self._items.popitem(last=False)
                 self._total -= old
 
+    def discard(self, key: Hashable) -> None:
+        """Forget ``key``'s value, if one is kept."""
+        with self._lock:
+            got = self._items.pop(key, None)
+            if got is not None:
+                self._total -= got[1]
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

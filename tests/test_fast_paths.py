@@ -239,3 +239,6 @@ def test_lru_keeps_the_most_recent_within_its_cost() -> None:
     assert cache.get("d") is None and len(cache) == 2
     cache.put("a", "zzzz")
     assert cache.get("a") == "aaaa"
+    cache.discard("a")
+    cache.discard("never")
+    assert cache.get("a") is None and cache.total_cost == 4 and len(cache) == 1
