@@ -601,6 +601,36 @@ def test_report_reloads_itself_only_while_the_batch_runs(tmp_path: Path) -> None
     assert 'http-equiv="refresh"' not in writer.path.read_text()
 
 
+def test_a_slow_live_report_is_rewritten_less_often(tmp_path: Path) -> None:
+    """The page costs time in proportion to the jobs so far: after a write that took 1 s,
+    the next waits 1 / LIVE_REPORT_SHARE s, not the 2 s interval; a quick one, 2 s."""
+    from fluxcompose.report import LIVE_REPORT_SHARE, ReportWriter
+
+    now = [0.0]
+    load_takes = [1.0]
+
+    def load() -> tuple[list[Any], float]:
+        now[0] += load_takes[0]  # the clock moves while the jobs load
+        return [], 0.0
+
+    writer = ReportWriter(tmp_path, load, interval=2.0, clock=lambda: now[0])
+    assert writer.maybe_write()  # t = 0 -> 1
+    wait = 1.0 / LIVE_REPORT_SHARE
+    assert wait > 2.0
+    now[0] = 1.0 + 2.5
+    assert not writer.maybe_write()
+    now[0] = 1.0 + wait - 0.01
+    assert not writer.maybe_write()
+    now[0] = 1.0 + wait
+    load_takes[0] = 0.001  # a quick write: back to the interval
+    assert writer.maybe_write()
+    done = now[0]
+    now[0] = done + 1.9
+    assert not writer.maybe_write()
+    now[0] = done + 2.0
+    assert writer.maybe_write()
+
+
 def test_a_finish_that_cannot_reach_a_worker_process_is_done_in_the_thread(
     tmp_path: Path,
 ) -> None:

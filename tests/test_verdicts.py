@@ -96,3 +96,27 @@ def test_batch_summary_counts_not_measured_apart(tmp_path: Path) -> None:
     assert f"checks: {counts[0]} passed, {counts[1]} failed, {counts[2]} not measured" in res.stderr
     page = (out / "report.html").read_text()
     assert f"<b>{counts[2]}</b>checks not measured" in page
+
+
+def test_rewritten_report_renders_again_only_changed_jobs_and_shows_their_change(
+    tmp_path: Path,
+) -> None:
+    """A live report keeps the rows it rendered (``row_cache``): the page equals a fresh
+    render, and a job whose verdict or state changed shows the change."""
+    jobs = [_row(f"job-{i}", {"fit": OK}, True) for i in range(4)]
+    jobs.append(_row("job-x", None, None, state="submitted"))
+    cache: dict[str, Any] = {}
+
+    def body(page: str) -> str:
+        return re.sub(r"updated [0-9: -]+", "", page)  # the time stamp apart
+
+    first = render_report(tmp_path, jobs, live=True, row_cache=cache)
+    assert body(first) == body(render_report(tmp_path, jobs, live=True))
+    assert set(cache) == {j.job_id for j in jobs}
+    changed = list(jobs)
+    changed[1] = _row("job-1", {"fit": BAD}, False)
+    changed[4] = _row("job-x", {"fit": NO_SUBJECT}, None, state="done")
+    again = render_report(tmp_path, changed, live=True, row_cache=cache)
+    assert body(again) == body(render_report(tmp_path, changed, live=True))
+    assert body(again) != body(first)
+    assert cache["job-1"][0] == changed[1] and cache["job-x"][0] == changed[4]
