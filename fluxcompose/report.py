@@ -461,7 +461,8 @@ class ReportWriter:
         self.path = self.outdir / REPORT_NAME
 
     def maybe_write(self) -> bool:
-        """Write if the interval has passed since the last write; True when it wrote."""
+        """Write if the wait (see the class) has passed since the last write; True when it
+        wrote."""
         if self._clock() - self._last < self._wait:
             return False
         self.write(live=True)
