@@ -37,7 +37,7 @@ __all__ = ["MIN_RESTART_BLOCKS", "StripPlan", "clear_strip_cache", "encode_jpeg"
 BLOCK = 8  # pixels: one 4:4:4 MCU is one 8x8 block
 MIN_RESTART_BLOCKS = 8
 
-_RST = re.compile(rb"\xff[\xd0-\xd7]")
+_RST = re.compile(rb"(\xff[\xd0-\xd7])")  # captured: one split gives segments and markers
 _MARKERS = tuple(bytes((0xFF, 0xD0 + i)) for i in range(8))
 _EOI = b"\xff\xd9"
 
@@ -158,12 +158,12 @@ def _split(data: bytes, size: tuple[int, int], restart_blocks: int) -> _Coded | 
             break
     if sof_at < 0 or dri != restart_blocks:
         return None
-    scan = data[pos:-2]
-    segments = tuple(_RST.split(scan))
+    pieces = _RST.split(data[pos:-2])  # segment, marker, segment, ..., segment
+    segments = tuple(pieces[0::2])
     expected = (size[0] // BLOCK) * (size[1] // BLOCK) // restart_blocks
     if len(segments) != expected:
         return None
-    if _RST.findall(scan) != _markers(len(segments) - 1):
+    if pieces[1::2] != _markers(len(segments) - 1):
         return None  # RST0..RST7 in turn, as a decoder expects them
     return _Coded(data[:pos], sof_at, segments, len(data))
 
