@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from tests.fakeapi import FakeAPI
+from tests.hermetic import API_ENV_PREFIXES
 
 KEY = "sk-resume-secret-51c0de"
 KEY_VAR = {"openai": "FLUXCOMPOSE_API_KEY", "bfl": "BFL_API_KEY"}
@@ -28,9 +29,7 @@ CONCURRENCY = 4
 
 
 def child_env(backend: str) -> dict[str, str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("FLUXCOMPOSE_", "BFL_", "OPENAI_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(API_ENV_PREFIXES)}
     env[KEY_VAR[backend]] = KEY  # the key goes by environment, never on the command line
     env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     return env

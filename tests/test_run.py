@@ -32,6 +32,7 @@ import fluxcompose.backends.bfl as bfl_mod
 import fluxcompose.run as run_mod
 from fluxcompose.cli import cli
 from tests.fakeapi import FakeAPI, Scripted, render_result
+from tests.hermetic import API_ENV_PREFIXES
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PATTERN = SAMPLES / "pattern.png"  # 512x512 RGBA
@@ -56,13 +57,11 @@ BUCKET_3_4 = (880, 1184)
 BUCKET_16_9 = (1392, 752)
 BUCKET_1_1 = (1024, 1024)
 
-ENV_PREFIXES = ("FLUXCOMPOSE_", "BFL_", "OPENAI_")
-
 
 def clear_env(mp: pytest.MonkeyPatch) -> None:
     """Remove every variable that could choose a backend, a key or a URL."""
     for name in list(os.environ):
-        if name.startswith(ENV_PREFIXES):
+        if name.startswith(API_ENV_PREFIXES):
             mp.delenv(name)
     # Set (not just deleted) so monkeypatch restores it even if --debug sets it.
     mp.setenv("FLUXCOMPOSE_DEBUG", "0")
@@ -177,7 +176,7 @@ def console_script() -> str:
 
 
 def subprocess_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIXES)} | {
+    return {k: v for k, v in os.environ.items() if not k.startswith(API_ENV_PREFIXES)} | {
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
     }
