@@ -79,13 +79,16 @@ class CandidateHooks:
 
     ``reserve(price, force)`` holds ``price`` USD before a candidate goes on the network and
     returns False when it must not start (budget, stop); ``force`` is for work already paid.
-    ``release(price)`` gives it back once the candidate's cost is in the journal.
+    ``release(price)`` gives it back when the candidate did not get paid for;
+    ``settle(price, record)`` runs ``record`` (the cost into the journal) and gives it back
+    as one step, so that no reservation meanwhile counts the cost twice or not at all.
     ``network`` is entered around each generation (a semaphore). ``finish`` writes a
     candidate's files (default :func:`fluxcompose.run.finish_job` in this thread).
     """
 
     reserve: Callable[[float, bool], bool] = lambda price, force: True
     release: Callable[[float], None] = lambda price: None
+    settle: Callable[[float, Callable[[], None]], None] = lambda price, record: record()
     network: contextlib.AbstractContextManager[Any] = field(default_factory=contextlib.nullcontext)
     finish: FinishFn | None = None
     stop: threading.Event | None = None
@@ -300,10 +303,9 @@ def _generate(
         c.output_path, c.state = output, JobState.DOWNLOADED.value
         c.generate_s = t1 - t0
         c.task_id = result.task_id or c.task_id
-        rec.paid(c.index, output, paid)
+        released = True  # by settle, even if the journal write fails
+        hooks.settle(price, lambda: rec.paid(c.index, output, paid))
         rec.update(c.index, generate_s=c.generate_s, task_id=c.task_id)
-        hooks.release(price)
-        released = True
         return Drawn(output, c.task_id, {"generate_s": t1 - t0, "download_s": t2 - t1}, billed)
     finally:
         if not released:

@@ -2,13 +2,15 @@
 pipeline's budget, network slots, worker processes and journal.
 
 Each candidate reserves its own price before it goes on the network (so the budget is never
-exceeded) and gives it back once its cost is in the journal (``Journal.candidate_paid`` adds
-it to the job's ``cost_usd``, which ``spent_usd`` sums). The job row stays ``pending`` until
-every candidate is settled, then becomes ``done`` with the chosen candidate's metrics.
+exceeded) and gives it back as its cost goes into the journal, in one step
+(``Pipeline.settle``; ``Journal.candidate_paid`` adds the cost to the job's ``cost_usd``,
+which ``spent_usd`` sums). The job row stays ``pending`` until every candidate is settled,
+then becomes ``done`` with the chosen candidate's metrics.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,9 @@ def run_job_candidates(pipe: Pipeline, job: BatchJob, ready: ReadyJob) -> None:
     def release(price: float) -> None:
         pipe.release(job, price)
 
+    def settle(price: float, record: Callable[[], None]) -> None:
+        pipe.settle(job, price, record)
+
     def finish(cjob: PreparedJob, cdir: Path, drawn: Drawn) -> JobOutcome:
         task = FinishTask(
             cjob,
@@ -63,6 +68,7 @@ def run_job_candidates(pipe: Pipeline, job: BatchJob, ready: ReadyJob) -> None:
     hooks = CandidateHooks(
         reserve=reserve,
         release=release,
+        settle=settle,
         network=_NetworkSlot(pipe, job_id),
         finish=finish,
         stop=pipe.stop,

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..errors import ErrorKind, GenerationError, InputError, PermanentError, error_kind
 from ..journal import JobState, Journal
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from ..backends.base import Backend
 
 __all__ = ["BatchJob", "CandidatesRunner", "Pipeline", "ReadyJob"]
+
+T = TypeVar("T")
 
 _EPS = 1e-9  # dollars: 3 x 0.035 must fit a 0.105 budget despite float rounding
 
@@ -74,7 +76,8 @@ CandidatesRunner = Callable[["Pipeline", BatchJob, ReadyJob], None]
 
 
 class Pipeline:
-    """One batch run's workers and the state they share (behind ``_lock``).
+    """One batch run's workers and the state they share (the rows behind ``_rows_lock``,
+    the budget behind ``_budget_lock``).
 
     ``candidates`` runs a job with ``cfg.candidates`` > 1; the caller gives it, so that this
     module, the single-job pipeline, knows nothing of best-of-N.
@@ -107,8 +110,11 @@ class Pipeline:
         # decoded at reduced scale), cheaper here than the processes' start and the transfer.
         self.finish_workers = min(cores, 4) if cfg.compare else 0
         self.network = threading.BoundedSemaphore(concurrency)
-        self._lock = threading.Lock()  # guards the rows iterator and the budget below
+        self._rows_lock = threading.Lock()  # guards the rows iterator
         self._rows: Iterator[WorkItem] = iter(())
+        # Guards the two below, and is held while a cost goes into the journal and its
+        # reservation comes off (:meth:`settle`): a reservation sees each dollar once.
+        self._budget_lock = threading.Lock()
         self.reserved_usd = 0.0
         self.budget_stopped = False
 
@@ -157,7 +163,7 @@ class Pipeline:
                     )
 
     def _next(self) -> WorkItem | None:
-        with self._lock:
+        with self._rows_lock:
             if self.stop.is_set() or self.budget_stopped:
                 return None  # the rest stay pending for the next run
             return next(self._rows, None)
@@ -182,8 +188,7 @@ class Pipeline:
             except BaseException as exc:  # noqa: BLE001 - one job's bug must not stop the batch
                 self._crashed(job, exc)
             finally:
-                with self._lock:
-                    self.reserved_usd -= job.reserved
+                self.release(job, job.reserved)
 
     def _send(self, job: BatchJob, ready: ReadyJob) -> None:
         """A composed job, from the network (or its saved result) to done."""
@@ -193,7 +198,10 @@ class Pipeline:
             self.candidates(self, job, ready)  # best-of-N: fluxcompose.candidates
             return
         if ready.saved is not None:
-            self.reserve(job, float(ready.prepared.price_usd), force=True)  # paid already
+            # Paid already: held against the budget until finishing records it, unless the
+            # journal counts it already (then holding it too would count it twice).
+            held = 0.0 if ready.cost_recorded else float(ready.prepared.price_usd)
+            self.reserve(job, held, force=True)
             output, task_id = ready.saved, ready.resume_task_id
         else:
             got = self._network(job, ready)
@@ -291,7 +299,7 @@ class Pipeline:
         ``force`` reserves without checking: for work already paid (a resumed task).
         """
         announce = None
-        with self._lock:
+        with self._budget_lock:
             if not force and (self.budget_stopped or self.stop.is_set()):
                 return False
             budget = self.cfg.budget_usd
@@ -313,10 +321,26 @@ class Pipeline:
         return True
 
     def release(self, job: BatchJob, price: float) -> None:
-        """Give back ``price`` USD reserved for ``job`` (its cost is in the journal now)."""
-        with self._lock:
+        """Give back ``price`` USD reserved for ``job`` (it did not go, or failed unpaid)."""
+        with self._budget_lock:
             self.reserved_usd -= price
             job.reserved -= price
+
+    def settle(self, job: BatchJob, price: float, record: Callable[[], T]) -> T:
+        """Run ``record`` (which puts a cost in the journal) and give back ``price`` USD
+        reserved for ``job``, as one step for :meth:`reserve`.
+
+        Done one after the other, a reservation in between would count that cost twice
+        (spent and still reserved) and stop the batch a job early; done the other way
+        round, not at all, and go over the budget. The reservation comes off even when
+        ``record`` raises.
+        """
+        with self._budget_lock:
+            try:
+                return record()
+            finally:
+                self.reserved_usd -= price
+                job.reserved -= price
 
     def _network(self, job: BatchJob, ready: ReadyJob) -> tuple[Path, str | None] | None:
         """The paid part; None when the job did not reach a result (it stays journaled)."""
@@ -427,21 +451,29 @@ class Pipeline:
         done = finish_in_worker(task, workers=self.finish_workers)
         paid = float(cost_record(prepared, job.billed)["usd"])
         price = 0.0 if ready.cost_recorded else paid
+        # The price goes into the journal as the job's reservation comes off (settle).
         if done.outcome is None:
-            self.journal.mark_failed(
-                job_id, f"line {job.item.row.line}: {done.error}", kind=done.kind, cost_usd=price
+            error = f"line {job.item.row.line}: {done.error}"
+            self.settle(
+                job,
+                job.reserved,
+                lambda: self.journal.mark_failed(job_id, error, kind=done.kind, cost_usd=price),
             )
             self.ledger.set_state(job_id, JobState.FAILED, finished=True)
             return
         outcome = done.outcome
-        self.journal.mark_done(
-            job_id,
-            output_path=outcome.output_path,
-            cost_usd=0.0 if ready.cost_recorded else float(outcome.cost_usd),
-            sidecar_path=outcome.sidecar_path,
-            metrics=outcome.metrics,
-            checks_passed=outcome.checks_passed,
-            timings={**job.timings, "finish_s": done.finish_s},
-            thumbs=done.thumbs,
+        self.settle(
+            job,
+            job.reserved,
+            lambda: self.journal.mark_done(
+                job_id,
+                output_path=outcome.output_path,
+                cost_usd=0.0 if ready.cost_recorded else float(outcome.cost_usd),
+                sidecar_path=outcome.sidecar_path,
+                metrics=outcome.metrics,
+                checks_passed=outcome.checks_passed,
+                timings={**job.timings, "finish_s": done.finish_s},
+                thumbs=done.thumbs,
+            ),
         )
         self.ledger.set_state(job_id, JobState.DONE, finished=True)
