@@ -38,6 +38,7 @@ import itertools
 import json
 import math
 import random
+import sys
 import threading
 import time
 import urllib.parse
@@ -241,6 +242,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away (timed out, killed) before its reply is no server fault.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeAPI:
     """The fake server. Use ``with FakeAPI() as api:`` or ``start()``/``stop()``.
@@ -263,6 +270,8 @@ class FakeAPI:
       ``expired_status`` (410; 403 is also realistic); :meth:`expire_results`
       expires them now;
     - ``latency`` (submissions) and ``poll_latency`` (polls): seconds slept per request;
+      to keep work in flight for a test, prefer :meth:`hold`, which waits for the test
+      rather than for the clock;
     - ``fault_429``, ``fault_500``, ``fault_drop``: probabilities (seeded RNG)
       of a 429, a 500 or a dropped connection on submissions (and on polls
       when ``faults_on_polls``);
@@ -274,7 +283,8 @@ class FakeAPI:
       ``output_mp`` fields instead of the official formula's (``{}``: none at all).
 
     :meth:`script` queues replies for the next submissions, :meth:`script_polls`
-    for the next BFL polls.
+    for the next BFL polls. :meth:`hold` makes submissions wait, recorded but neither
+    answered nor billed, until :meth:`let_go`; :meth:`wait_arrived` waits for them.
 
     Counters: ``requests`` (all RecordedRequest), ``billable`` (accepted
     submissions), :attr:`submissions`.
@@ -313,6 +323,12 @@ class FakeAPI:
         self.bfl_cost: dict[str, Any] | None = None
         self.requests: list[RecordedRequest] = []
         self.billable = 0
+        # Held submissions (hold / let_go): no test guesses how long a reply takes.
+        self._gate = threading.Condition()
+        self._holding = False
+        self._passes = 0  # held (or future) submissions allowed to answer
+        self.arrived = 0  # submissions that reached the gate, held or not
+        self.held = 0  # submissions waiting at the gate now
         self._script: deque[Scripted] = deque()
         self._poll_script: deque[Scripted] = deque()
         self._tasks: dict[str, _Task] = {}
@@ -342,8 +358,43 @@ class FakeAPI:
         self._thread.start()
         return self
 
+    def hold(self) -> None:
+        """From now on a submission waits, after it is recorded and before it is answered
+        or billed, until :meth:`let_go` lets it go."""
+        with self._gate:
+            self._holding = True
+
+    def let_go(self, n: int | None = None) -> None:
+        """Let ``n`` held (or future) submissions answer; None: stop holding, all go."""
+        with self._gate:
+            if n is None:
+                self._holding = False
+            else:
+                self._passes += n
+            self._gate.notify_all()
+
+    def wait_arrived(self, n: int, timeout: float = 60.0) -> None:
+        """Wait until ``n`` submissions in all have reached the gate (a failsafe timeout:
+        the test fails rather than hangs)."""
+        with self._gate:
+            if not self._gate.wait_for(lambda: self.arrived >= n, timeout):
+                raise AssertionError(f"{self.arrived} submissions arrived, waited for {n}")
+
+    def _pass_gate(self) -> None:
+        with self._gate:
+            self.arrived += 1
+            self._gate.notify_all()
+            if not self._holding:
+                return
+            self.held += 1
+            self._gate.wait_for(lambda: not self._holding or self._passes > 0)
+            if self._holding:
+                self._passes -= 1
+            self.held -= 1
+
     def stop(self) -> None:
         """Stop serving and close the socket."""
+        self.let_go()  # no handler stays parked
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -605,6 +656,7 @@ class _Handler(BaseHTTPRequestHandler):
             if rec.images:
                 rec.image = rec.images[0]
         fake._record(rec)
+        fake._pass_gate()
         if fake.latency:
             time.sleep(fake.latency)
         bad_key = self._authorised("openai")
@@ -664,6 +716,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         rec.images = _input_images(fields, data_urls=False)
         fake._record(rec)
+        fake._pass_gate()
         if fake.latency:
             time.sleep(fake.latency)
         if self._authorised("bfl") is not None:

@@ -277,9 +277,10 @@ def test_connection_refused_is_transient() -> None:
 
 
 def test_timeout_is_transient(fake_api: FakeAPI) -> None:
-    fake_api.latency = 1.0
+    fake_api.hold()  # never answered while the client waits; let go when the fake stops
     with pytest.raises(TransientError, match="did not answer"):
         _backend(fake_api, timeout=0.2).generate(_req())
+    assert fake_api.billable == 0
 
 
 def test_unknown_model_fails_before_sending(fake_api: FakeAPI) -> None:

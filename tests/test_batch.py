@@ -28,7 +28,7 @@ from fluxcompose.backends import LocalBackend
 from fluxcompose.backends.base import GenerationRequest, GenerationResult
 from fluxcompose.backends.bfl import BFLBackend
 from fluxcompose.backends.openai_compat import OpenAICompatBackend
-from fluxcompose.batch import ProgressSnapshot, StderrProgress, run_batch
+from fluxcompose.batch import BatchSummary, ProgressSnapshot, StderrProgress, run_batch
 from fluxcompose.cli import cli
 from fluxcompose.cli.batch_cmd import redacted_command
 from fluxcompose.journal import JobRow, Journal
@@ -288,16 +288,27 @@ def test_stop_event_leaves_the_rest_pending_and_a_rerun_finishes(tmp_path: Path)
     out = tmp_path / "out"
     stop = threading.Event()
     with FakeAPI() as api:
-        api.latency = 0.2
+        api.hold()
         backend = make_backend("openai", api)
-        threading.Timer(0.3, stop.set).start()
-        first = run_batch(
-            pairs, None, out, backend=backend, concurrency=2, compare=False, stop_event=stop
-        )
-        assert first["interrupted"] and 0 < first["done"] < 12 and first["failed"] == 0
-        assert first["done"] + first["pending"] == 12
-        assert api.billable == first["done"]  # what was in flight finished and was recorded
-        api.latency = 0.0
+        got: dict[str, BatchSummary] = {}
+
+        def first_run() -> None:
+            got["first"] = run_batch(
+                pairs, None, out, backend=backend, concurrency=2, compare=False, stop_event=stop
+            )
+
+        runner = threading.Thread(target=first_run)
+        runner.start()
+        api.wait_arrived(2)  # two jobs on the network
+        api.let_go(2)  # they are answered; the next two go out and are held
+        api.wait_arrived(4)
+        stop.set()
+        api.let_go()
+        runner.join(120)
+        first = got["first"]
+        # What was in flight when the stop came finished and was recorded; nothing else went.
+        assert first["interrupted"] and first["done"] == 4 and first["failed"] == 0
+        assert first["pending"] == 8 and api.billable == 4 and len(api.submissions) == 4
         second = run_batch(pairs, None, out, backend=backend, concurrency=4, compare=False)
         assert second["done"] == 12 and not second["interrupted"]
         assert second["skipped"] == first["done"] and api.billable == 12

@@ -100,35 +100,41 @@ def check_outputs(summary: dict[str, object], out: Path, prompts: list[str]) -> 
 def test_sigkill_part_way_then_resume(tmp_path: Path, backend: str) -> None:
     pairs, out, prompts = setup(tmp_path, 12)
     with FakeAPI() as api:
-        if backend == "bfl":
-            api.pending_polls = 1  # each task polls ~1 s: most of a job's life is "submitted"
-        else:
-            api.latency = 0.4
+        api.hold()  # every submission waits for the test: no guess at how long a job takes
         cmd = command(pairs, out, backend, api)
         proc = subprocess.Popen(
             cmd, env=child_env(backend), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        api.let_go(3)
         wait_for(lambda: done_count(out) >= 3, proc, "3 jobs done")
         if backend == "bfl":
-            # BFL bills at submission and only the task id makes it resumable: stop new
-            # submissions from being accepted, then kill once every accepted task's id is
-            # committed, so the test checks resuming rather than the millisecond between
-            # the provider's reply and the commit.
-            api.force_status = 503
-            time.sleep(0.2)
+            # BFL bills at submission and only a committed task id makes a task resumable:
+            # the next tasks are accepted but never ready, and the kill comes once every
+            # accepted task's id is in the journal.
+            api.pending_polls = 10_000
+            api.let_go(CONCURRENCY)
             wait_for(
-                lambda: journal_query(out, "SELECT COUNT(task_id) FROM jobs") == api.billable,
+                lambda: (
+                    journal_query(out, "SELECT COUNT(task_id) FROM jobs WHERE state = 'submitted'")
+                    == CONCURRENCY
+                ),
                 proc,
                 "every accepted task id committed",
             )
+            assert api.billable == 3 + CONCURRENCY
+        else:
+            api.wait_arrived(3 + CONCURRENCY)  # the next requests are out, unanswered
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
         assert proc.returncode == -signal.SIGKILL
-        assert done_count(out) < 12, "the kill came too late to test resuming"
+        assert done_count(out) == 3
         if backend == "bfl":
             submitted = journal_query(out, "SELECT COUNT(*) FROM jobs WHERE state = 'submitted'")
-            assert submitted >= 1, "nothing to resume by id"
-            api.force_status = None
+            assert submitted == CONCURRENCY  # to be resumed by id
+            api.pending_polls = 0
+            for task in api._tasks.values():  # the provider finished them meanwhile
+                task.polls_left = 0
+        api.let_go()
 
         second = subprocess.run(
             cmd, env=child_env(backend), capture_output=True, text=True, timeout=120
@@ -140,34 +146,54 @@ def test_sigkill_part_way_then_resume(tmp_path: Path, backend: str) -> None:
         if backend == "bfl":
             assert api.billable == 12  # resumed tasks were polled, never submitted again
         else:
-            assert 12 <= api.billable <= 12 + CONCURRENCY  # only the requests cut off by the kill
+            # Only the requests cut off by the kill are paid twice (the provider answered
+            # them after the client died).
+            assert 12 <= api.billable <= 12 + CONCURRENCY
         assert KEY not in second.stderr and KEY not in second.stdout
+
+
+def read_stderr_until(proc: subprocess.Popen[str], text: str) -> str:
+    """What the child wrote to stderr up to the line that has ``text`` (blocking)."""
+    assert proc.stderr is not None
+    seen = ""
+    while text not in seen:
+        line = proc.stderr.readline()
+        if not line:
+            pytest.fail(f"the batch closed stderr before {text!r}: {seen[-2000:]}")
+        seen += line
+    return seen
 
 
 def test_sigint_stops_cleanly_and_the_same_command_finishes(tmp_path: Path) -> None:
     pairs, out, prompts = setup(tmp_path, 12)
     with FakeAPI() as api:
-        api.latency = 0.3
+        api.hold()
         cmd = command(pairs, out, "openai", api)
         proc = subprocess.Popen(
             cmd, env=child_env("openai"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
+        api.let_go(2)
         wait_for(lambda: done_count(out) >= 2, proc, "2 jobs done")
+        api.wait_arrived(2 + CONCURRENCY)  # four more on the network, unanswered
         proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=60)
+        # The jobs in flight are answered only once the batch has taken the signal in.
+        early = read_stderr_until(proc, "not starting new jobs")
+        api.let_go()
+        stdout, rest = proc.communicate(timeout=60)
+        stderr = early + rest
         assert proc.returncode == 130, stderr[-2000:]
         assert "Traceback" not in stderr
         assert "run the same command" in stderr and "batch" in stderr
         first = json.loads(stdout)
-        assert first["interrupted"] and first["done"] < 12
-        # In-flight work reached the journal: nothing is left half-way.
+        # In-flight work reached the journal: nothing is left half-way, nothing new went.
+        assert first["interrupted"] and first["done"] == 2 + CONCURRENCY
         assert (
             journal_query(
                 out, "SELECT COUNT(*) FROM jobs WHERE state IN ('submitted', 'downloaded')"
             )
             == 0
         )
-        assert api.billable == first["done"]
+        assert api.billable == first["done"] and len(api.submissions) == first["done"]
 
         second = subprocess.run(
             cmd, env=child_env("openai"), capture_output=True, text=True, timeout=120
@@ -182,18 +208,19 @@ def test_sigint_stops_cleanly_and_the_same_command_finishes(tmp_path: Path) -> N
 def test_a_second_batch_on_the_same_outdir_is_refused(tmp_path: Path) -> None:
     pairs, out, _ = setup(tmp_path, 4)
     with FakeAPI() as api:
-        api.latency = 1.0
+        api.hold()  # the first batch stays on the network until the test lets it go
         cmd = command(pairs, out, "openai", api)
         proc = subprocess.Popen(
             cmd, env=child_env("openai"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         try:
-            wait_for(lambda: (out / "journal.sqlite").exists(), proc, "the journal")
+            api.wait_arrived(1)
             other = subprocess.run(
                 cmd, env=child_env("openai"), capture_output=True, text=True, timeout=60
             )
             assert other.returncode == 2
             assert "another fluxcompose batch is running" in other.stderr
         finally:
+            api.let_go()
             proc.communicate(timeout=60)
         assert proc.returncode == 0 and api.billable == 4
