@@ -55,20 +55,25 @@ def batch_job() -> BatchJob:
     return BatchJob(cast(WorkItem, SimpleNamespace()))
 
 
-@pytest.mark.parametrize("budget_jobs", [2, 3])
-def test_a_reservation_during_a_settle_counts_the_cost_once(
-    tmp_path: Path, budget_jobs: int
-) -> None:
-    journal = Journal(tmp_path / "journal.sqlite")
-    pipe = Pipeline(
-        BatchConfig(budget_usd=budget_jobs * PRICE),
+def budget_pipeline(journal: Journal, outdir: Path, budget_usd: float) -> Pipeline:
+    """A batch pipeline that is never run: only its budget is used."""
+    return Pipeline(
+        BatchConfig(budget_usd=budget_usd),
         backend=LocalBackend(),
-        outdir=tmp_path,
+        outdir=outdir,
         ledger=Ledger(journal),
         concurrency=2,
         progress=None,
         stop=threading.Event(),
     )
+
+
+@pytest.mark.parametrize("budget_jobs", [2, 3])
+def test_a_reservation_during_a_settle_counts_the_cost_once(
+    tmp_path: Path, budget_jobs: int
+) -> None:
+    journal = Journal(tmp_path / "journal.sqlite")
+    pipe = budget_pipeline(journal, tmp_path, budget_jobs * PRICE)
     moved_on = threading.Event()  # the other thread has reserved, or waits to
     pipe._budget_lock = WatchedLock(moved_on)  # type: ignore[assignment]
     # budget_jobs - 1 jobs are on the network; the first of them is being settled.
@@ -108,15 +113,7 @@ def test_settle_takes_the_reservation_off_even_when_the_journal_write_fails(
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path / "journal.sqlite")
-    pipe = Pipeline(
-        BatchConfig(budget_usd=PRICE),
-        backend=LocalBackend(),
-        outdir=tmp_path,
-        ledger=Ledger(journal),
-        concurrency=1,
-        progress=None,
-        stop=threading.Event(),
-    )
+    pipe = budget_pipeline(journal, tmp_path, PRICE)
     job = batch_job()
     assert pipe.reserve(job, PRICE, force=False)
 
