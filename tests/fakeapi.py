@@ -328,7 +328,6 @@ class FakeAPI:
         self._holding = False
         self._passes = 0  # held (or future) submissions allowed to answer
         self.arrived = 0  # submissions that reached the gate, held or not
-        self.held = 0  # submissions waiting at the gate now
         self._script: deque[Scripted] = deque()
         self._poll_script: deque[Scripted] = deque()
         self._tasks: dict[str, _Task] = {}
@@ -386,11 +385,9 @@ class FakeAPI:
             self._gate.notify_all()
             if not self._holding:
                 return
-            self.held += 1
             self._gate.wait_for(lambda: not self._holding or self._passes > 0)
             if self._holding:
                 self._passes -= 1
-            self.held -= 1
 
     def stop(self) -> None:
         """Stop serving and close the socket."""

@@ -77,9 +77,10 @@ def test_a_reservation_during_a_settle_counts_the_cost_once(
     moved_on = threading.Event()  # the other thread has reserved, or waits to
     pipe._budget_lock = WatchedLock(moved_on)  # type: ignore[assignment]
     # budget_jobs - 1 jobs are on the network; the first of them is being settled.
-    first, *others = [batch_job() for _ in range(budget_jobs - 1)]
-    for job in (first, *others):
+    in_flight = [batch_job() for _ in range(budget_jobs - 1)]
+    for job in in_flight:
         assert pipe.reserve(job, PRICE, force=False)
+    first = in_flight[0]
     journal.ensure("first", line=1)
     late = batch_job()
     got: list[bool] = []
